@@ -1,0 +1,68 @@
+"""`idlewrap install-shell PATH`: write the login-shell launcher.
+
+sshd execs an account's login shell directly, so no file the user owns
+(~/.bashrc, ~/.zshenv) runs before the wrapper. The launcher is a Python script
+whose shebang carries `-I`, because a flag added later (re-exec) comes after
+site-packages and sitecustomize have already run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+from idlewrap.session import LAUNCHER_MARKER
+
+TEMPLATE = """#!{python} -I
+{marker} (written by `idlewrap install-shell`).
+# Do not list this file in /etc/shells: users must not be able to chsh away from it.
+import sys
+
+from idlewrap.cli import login_shell
+
+sys.exit(login_shell(sys.argv[1:], config={config!r}))
+"""
+
+
+def render(python: str, config: str) -> str:
+    """The launcher's text for interpreter `python` and policy file `config`."""
+    return TEMPLATE.format(python=python, marker=LAUNCHER_MARKER.decode(), config=config)
+
+
+def main(argv: list[str]) -> int:
+    """Write a root-owned 0755 launcher at PATH (atomically); exit status."""
+    from idlewrap.cli import DEFAULT_CONFIG
+
+    parser = argparse.ArgumentParser(
+        prog="idlewrap install-shell",
+        description="Write a login-shell launcher (make it the account's shell with usermod -s).",
+    )
+    parser.add_argument("path", metavar="PATH", help="where to write it, e.g. /usr/local/sbin/idlewrap-shell")
+    parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH", help="the policy file")
+    parser.add_argument("--python", default=sys.executable, metavar="PATH",
+                        help="interpreter that has idlewrap installed (default: this one)")
+    options = parser.parse_args(argv)
+    if not os.path.isabs(options.path) or not os.path.isabs(options.python):
+        parser.error("PATH and --python must be absolute paths")
+    if os.geteuid() != 0:
+        print("idlewrap install-shell: must run as root (the launcher must be root-owned)",
+              file=sys.stderr)
+        return 1
+    directory = os.path.dirname(options.path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".idlewrap-shell.")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(render(options.python, options.config))
+            os.chown(tmp, 0, 0)
+            os.chmod(tmp, 0o755)
+            os.replace(tmp, options.path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+    except OSError as e:
+        print(f"idlewrap install-shell: {options.path}: {e.strerror}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,81 @@
+"""Start the user's program in a session of its own: on a new pty, or on a pipe.
+
+`posix_spawn` rather than fork: no Python runs in the child, and glibc does
+setsid() before the file actions, so opening the pty slave by name makes it the
+child's controlling terminal. Signal dispositions are reset to defaults, since
+Python ignores SIGPIPE and SIGXFSZ and `yes | head -1` would then say "Broken pipe".
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+
+from idlewrap.terminal import set_size
+
+_DEFAULT_SIGNALS = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
+
+
+@dataclass(frozen=True)
+class Child:
+    """A started program: its pid and the wrapper's end of its input (and output, on a pty)."""
+
+    pid: int
+    fd: int
+    pty: bool
+
+
+def spawn_in_pty(path: str, argv: list[str], env: dict[str, str], size: tuple[int, int]) -> Child:
+    """Run `path` as the session leader of a new pty of `size` (rows, cols)."""
+    master, slave = os.openpty()
+    try:
+        set_size(slave, *size)
+        slave_name = os.ttyname(slave)
+        pid = os.posix_spawn(
+            path,
+            argv,
+            env,
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, slave_name, os.O_RDWR, 0),
+                (os.POSIX_SPAWN_DUP2, 0, 1),
+                (os.POSIX_SPAWN_DUP2, 0, 2),
+            ],
+            setsid=True,
+            setsigmask=(),
+            setsigdef=_DEFAULT_SIGNALS,
+        )
+    except BaseException:
+        os.close(master)
+        raise
+    finally:
+        os.close(slave)
+    return Child(pid=pid, fd=master, pty=True)
+
+
+def spawn_on_pipe(path: str, argv: list[str], env: dict[str, str]) -> Child:
+    """Run `path` in a new session reading a pipe; its output goes straight to ours."""
+    read_end, write_end = os.pipe()
+    try:
+        pid = os.posix_spawn(
+            path,
+            argv,
+            env,
+            file_actions=[(os.POSIX_SPAWN_DUP2, read_end, 0)],
+            setsid=True,
+            setsigmask=(),
+            setsigdef=_DEFAULT_SIGNALS,
+        )
+    except BaseException:
+        os.close(write_end)
+        raise
+    finally:
+        os.close(read_end)
+    return Child(pid=pid, fd=write_end, pty=False)
+
+
+def exec_replacing(path: str, argv: list[str], env: dict[str, str]) -> None:
+    """Become the program (command mode): the byte stream is then sshd's and the program's alone."""
+    for signum in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(signum, signal.SIG_DFL)
+    os.execve(path, argv, env)

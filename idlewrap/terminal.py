@@ -1,0 +1,64 @@
+"""The user's terminal: raw mode, non-blocking I/O, window size."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import struct
+import termios
+import tty
+from collections.abc import Iterator
+
+DEFAULT_SIZE = (24, 80)
+
+
+def get_size(fd: int) -> tuple[int, int]:
+    """(rows, cols) of the terminal on `fd`; 24x80 when it has none."""
+    try:
+        rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
+    except OSError:
+        return DEFAULT_SIZE
+    if rows == 0 or cols == 0:
+        return DEFAULT_SIZE
+    return rows, cols
+
+
+def set_size(fd: int, rows: int, cols: int) -> None:
+    """Give the pty on `fd` a window size; the kernel sends SIGWINCH to its foreground group."""
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def set_nonblocking(fd: int) -> int:
+    """Make `fd` non-blocking and return its previous flags (for `restore_flags`)."""
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    return flags
+
+
+@contextlib.contextmanager
+def raw_mode(fd: int) -> Iterator[None]:
+    """Raw mode on the terminal `fd`, restored on every way out.
+
+    The user's terminal must pass every byte (Ctrl-C, Ctrl-Z, ...) to the inner
+    pty, whose own line discipline then does what the user's would have done.
+    """
+    saved = termios.tcgetattr(fd)
+    tty.setraw(fd, termios.TCSANOW)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(termios.error):
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+@contextlib.contextmanager
+def nonblocking(*fds: int) -> Iterator[None]:
+    """O_NONBLOCK on `fds` (file descriptions shared with sshd), restored afterwards."""
+    saved = [(fd, set_nonblocking(fd)) for fd in fds]
+    try:
+        yield
+    finally:
+        for fd, flags in saved:
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(fd, fcntl.F_SETFL, flags)
