@@ -156,9 +156,10 @@ class Users:
 
 
 def processes_of(user: str) -> list[str]:
-    """`pid command` lines of every process the user runs."""
-    out = run("ps", "-u", user, "-o", "pid=,args=", check=False).stdout
-    return [line.strip() for line in out.splitlines() if line.strip()]
+    """`pid command` of every live process the user runs (zombies await their reaper, not us)."""
+    out = run("ps", "-u", user, "-o", "pid=,stat=,args=", check=False).stdout
+    rows = [line.split(None, 2) for line in out.splitlines() if line.strip()]
+    return [f"{row[0]} {row[2] if len(row) > 2 else ''}" for row in rows if not row[1].startswith("Z")]
 
 
 # -- sshd -----------------------------------------------------------------------------------

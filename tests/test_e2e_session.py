@@ -46,6 +46,7 @@ class Site:
         self.launcher = launcher
         self.login = users.user("iwt_loginsh", shell=str(launcher))
         self.login.write(".bashrc", ESCAPE_RC)
+        self.login_plain = users.user("iwt_loginsh2", shell=str(launcher))
         self.unsafe = users.user("iwt_unsafe")
         unsafe_policy = self.unsafe.write("policy.toml", POLICY)
         self.invalid = users.user("iwt_invalid")
@@ -53,7 +54,7 @@ class Site:
         self.server = e2e.server(
             f"ForceCommand {e2e.force_command(policy)}\n"
             "Subsystem sftp /usr/lib/openssh/sftp-server\n"
-            f"Match User {self.login.name}\n  ForceCommand none\n"
+            f"Match User {self.login.name},{self.login_plain.name}\n  ForceCommand none\n"
             f"Match User {self.unsafe.name}\n  ForceCommand {e2e.force_command(unsafe_policy)}\n"
             f"Match User {self.invalid.name}\n  ForceCommand {e2e.force_command(invalid_policy)}\n"
         )
@@ -143,7 +144,15 @@ def test_ssh_tt_bash_is_held_to_the_same_deadline(site: Site) -> None:
 
 def test_exit_status_passes_through(site: Site) -> None:
     assert site.server.run(site.alice.name, "exit 42").returncode == 42
-    assert site.server.run(site.alice.name, "kill -TERM $$").returncode == 128 + signal.SIGTERM
+    # command mode execs: a signal death is sshd's to report, as without idlewrap (ssh: 255)
+    assert site.server.run(site.alice.name, "kill -TERM $$").returncode == 255
+
+
+def test_signal_death_in_a_pty_is_128_plus_n(site: Site) -> None:
+    child = site.server.interactive(site.alice.name, command="kill -TERM $$")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 128 + signal.SIGTERM
 
 
 def test_interactive_exit_status_passes_through(site: Site) -> None:
@@ -265,7 +274,7 @@ def test_login_shell_mode_cannot_be_escaped_through_bashrc(site: Site) -> None:
 
 
 def test_login_shell_mode_runs_commands(site: Site) -> None:
-    result = site.server.run(site.login.name, "echo via-launcher; exit 5")
+    result = site.server.run(site.login_plain.name, "echo via-launcher; exit 5")
     assert result.stdout == b"via-launcher\n"
     assert result.returncode == 5
 
