@@ -39,7 +39,8 @@ def main(argv: list[str]) -> int:
         prog="idlewrap install-shell",
         description="Write a login-shell launcher (make it the account's shell with usermod -s).",
     )
-    parser.add_argument("path", metavar="PATH", help="where to write it, e.g. /usr/local/sbin/idlewrap-shell")
+    parser.add_argument("path", metavar="PATH",
+                        help="where to write it, e.g. /usr/local/sbin/idlewrap-shell")
     parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH", help="the policy file")
     parser.add_argument("--python", default=sys.executable, metavar="PATH",
                         help="interpreter that has idlewrap installed (default: this one)")

@@ -200,7 +200,7 @@ class Relay:
             times.append(self.deadline.expires_at if self._warned() else self.deadline.warn_at)
             times.append(self.deadman_check)
         if self.exited_at is not None:
-            times.append(max(self.exited_at, self.last_output) + DRAIN_QUIET)
+            times.append(self._quiet_since() + DRAIN_QUIET)
         return min((t for t in times if t is not None), default=None)
 
     # -- user input -------------------------------------------------------------------------
@@ -351,7 +351,8 @@ class Relay:
         if self.repaint_at is not None and now >= self.repaint_at:
             self.repaint_at = None
             self._on_resize()
-        if self.exited_at is not None and now >= max(self.exited_at, self.last_output) + DRAIN_QUIET:
+        drained = self.exited_at is not None and now >= self._quiet_since() + DRAIN_QUIET
+        if drained:
             self._flush_to_user(1.0)
             self._finish(Outcome.EXITED)
             return
@@ -376,6 +377,11 @@ class Relay:
             self.overlay.update(round(remaining))
             self.next_tick = now + _to_next_second(remaining)
 
+    def _quiet_since(self) -> float:
+        """Since when the program has neither run nor written (only after it exited)."""
+        assert self.exited_at is not None
+        return max(self.exited_at, self.last_output)
+
     def _warned(self) -> bool:
         return self.deadline is not None and self.warned_for == self.deadline.last_input
 
@@ -398,7 +404,7 @@ class Relay:
         )
         self.overlay.show(round(remaining))
         self.next_tick = now + _to_next_second(remaining)
-        self.events.emit("warning", remaining=round(remaining), idle=round(self.deadline.idle_for(now)))
+        self._log_warning(now, remaining)
 
     def _warn_plain(self, now: float) -> None:
         """ssh -T: no screen to draw on; one line on stderr, once per idle stretch."""
@@ -406,7 +412,12 @@ class Relay:
         remaining = self.deadline.expires_at - now
         with contextlib.suppress(OSError):
             os.write(2, f"idlewrap: {self.style.text} ({round(remaining)}s left)\n".encode())
-        self.events.emit("warning", remaining=round(remaining), idle=round(self.deadline.idle_for(now)))
+        self._log_warning(now, remaining)
+
+    def _log_warning(self, now: float, remaining: float) -> None:
+        assert self.deadline is not None
+        idle = self.deadline.idle_for(now)
+        self.events.emit("warning", remaining=round(remaining), idle=round(idle))
 
     def _close_warning(self) -> None:
         assert self.overlay is not None

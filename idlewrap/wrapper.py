@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from idlewrap import deadline as clock
 from idlewrap import teardown
@@ -54,7 +55,9 @@ def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> in
     tty = os.isatty(0)
     policy, problems = load_policy_failsafe(config)
     address, _ = parse_ssh_connection(env.get("SSH_CONNECTION"))
-    kind = "command" if command is not None and not tty else "interactive"
+    kind: Literal["interactive", "command"] = (
+        "command" if command is not None and not tty else "interactive"
+    )
     ctx = LoginContext(account.pw_name, account.pw_uid, groups_of(account.pw_name), address, kind)
     resolved = resolve(policy, ctx)
     settings = resolved.settings
@@ -76,6 +79,7 @@ def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> in
         stderr_fd=-1 if todo.mode == "command" else 2,
     )
     _report_problems(problems, config, events)
+    _report_loader_variables(env, events)
     events.emit("session_start", shell=shell, warn_before=settings.warn_before)
     if settings.exempt:
         events.emit("exempt", reason=f"policy {resolved.sources.get('exempt', 'default')}")
@@ -96,7 +100,9 @@ def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> in
         events.close()
 
 
-def run_demo(*, idle_timeout: int, warn_before: int, argv: list[str], env: Mapping[str, str]) -> int:
+def run_demo(
+    *, idle_timeout: int, warn_before: int, argv: list[str], env: Mapping[str, str]
+) -> int:
     """`idlewrap demo`: the same relay and deadline, no policy, no log, no root."""
     protect_process()
     todo = Plan("interactive" if os.isatty(0) else "pipe", argv[0], argv, dict(env))
@@ -122,12 +128,12 @@ def run_relayed(todo: Plan, limits: Limits, events: Events, *, term: str | None)
     except OSError as e:
         print(f"idlewrap: cannot run {todo.path}: {e.strerror}", file=sys.stderr)
         return EXIT_NO_SHELL
-    start = clock.now()
+    idle = IdleDeadline(limits.idle_timeout, limits.warn_before, clock.now())
     relay = Relay(
         child,
         user_in=0,
         user_out=1,
-        deadline=None if limits.exempt else IdleDeadline(limits.idle_timeout, limits.warn_before, start),
+        deadline=None if limits.exempt else idle,
         deadman=None if limits.exempt else DeadMansSwitch(),
         events=events,
         warning=WarningStyle(limits.warning, limits.bell, term),
@@ -198,6 +204,17 @@ def _exec(todo: Plan) -> int:
     except OSError as e:
         print(f"idlewrap: cannot run {todo.path}: {e.strerror}", file=sys.stderr)
     return EXIT_NO_SHELL
+
+
+def _report_loader_variables(env: Mapping[str, str], events: EventLog) -> None:
+    """LD_* reached the wrapper: the deployment lets users set its environment.
+
+    A preloaded library ran before this line and could hide itself, so this only
+    catches the careless; the fix is in PAM/sshd (docs/deploy.md, "pam_env").
+    """
+    found = sorted(name for name in env if name.startswith("LD_"))
+    if found:
+        events.emit("config_error", reason="unsafe_environment", variables=",".join(found))
 
 
 def _report_problems(problems: list[Problem], config: str, events: EventLog) -> None:

@@ -48,7 +48,7 @@ class E2E:
         self.key = self.dir / "client_ed25519"
         infra.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key))
         self.users = infra.Users((self.dir / "client_ed25519.pub").read_text().strip())
-        self.servers: dict[tuple[str, str], infra.SshServer] = {}
+        self.servers: dict[tuple[str, str, bool], infra.SshServer] = {}
         self.python = infra.PYTHON
 
     def policy(self, text: str, name: str = "policy") -> Path:
@@ -60,11 +60,13 @@ class E2E:
         """The ForceCommand line an admin would write, with the test venv's interpreter."""
         return f"{self.python} -I -m idlewrap --config {config}"
 
-    def server(self, config: str, pam_extra: str = "") -> infra.SshServer:
-        """A private sshd for `config` (started once per distinct config)."""
-        key = (config, pam_extra)
+    def server(self, config: str, pam_extra: str = "", *,
+               stock_pam_env: bool = False) -> infra.SshServer:
+        """A private sshd for `config` (started once per distinct set of arguments)."""
+        key = (config, pam_extra, stock_pam_env)
         if key not in self.servers:
-            self.servers[key] = infra.SshServer(config, self.dir, self.key, pam_extra).start()
+            self.servers[key] = infra.SshServer(config, self.dir, self.key, pam_extra,
+                                                stock_pam_env).start()
         return self.servers[key]
 
     def close(self) -> None:

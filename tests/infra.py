@@ -69,10 +69,10 @@ def write_root_file(path: Path, text: str, mode: int = 0o644) -> Path:
 
 def installed_python_check() -> None:
     """Fail early if the venv the users run holds an idlewrap other than this checkout's."""
-    probe = run(PYTHON, "-I", "-c", "import idlewrap, os; print(os.path.dirname(idlewrap.__file__))",
-                check=False)
+    where = "import idlewrap, os; print(os.path.dirname(idlewrap.__file__))"
+    probe = run(PYTHON, "-I", "-c", where, check=False)
     if probe.returncode != 0:
-        raise RuntimeError(f"{PYTHON} cannot import idlewrap: run tests/run to install it\n{probe.stderr}")
+        raise RuntimeError(f"{PYTHON} cannot import idlewrap (run tests/run)\n{probe.stderr}")
     installed = Path(probe.stdout.strip())
     for source in (REPO / "idlewrap").glob("*.py"):
         target = installed / source.name
@@ -159,7 +159,8 @@ def processes_of(user: str) -> list[str]:
     """`pid command` of every live process the user runs (zombies await their reaper, not us)."""
     out = run("ps", "-u", user, "-o", "pid=,stat=,args=", check=False).stdout
     rows = [line.split(None, 2) for line in out.splitlines() if line.strip()]
-    return [f"{row[0]} {row[2] if len(row) > 2 else ''}" for row in rows if not row[1].startswith("Z")]
+    live = [row for row in rows if not row[1].startswith("Z")]
+    return [f"{row[0]} {row[2] if len(row) > 2 else ''}" for row in live]
 
 
 # -- sshd -----------------------------------------------------------------------------------
@@ -172,9 +173,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def pam_stack(extra_session_lines: str = "") -> str:
-    """Debian's sshd PAM stack, plus our lines at the end of the session stack."""
+def pam_stack(extra_session_lines: str = "", *, stock_pam_env: bool = False) -> str:
+    """Debian's sshd PAM stack as docs/deploy.md says to deploy it, plus our session lines.
+
+    The deployment change: pam_env must not read ~/.pam_environment (user_readenv=0),
+    or users can set LD_PRELOAD for the wrapper. `stock_pam_env` keeps Debian's line.
+    """
     base = Path("/etc/pam.d/sshd").read_text()
+    if not stock_pam_env:
+        base = base.replace("user_readenv=1", "user_readenv=0")
     return base + ("\n" + extra_session_lines + "\n" if extra_session_lines else "")
 
 
@@ -186,6 +193,7 @@ class SshServer:
     workdir: Path
     client_key: Path
     pam_extra: str = ""
+    stock_pam_env: bool = False
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -210,11 +218,13 @@ class SshServer:
         )
         test = run(SSHD, "-t", "-f", str(cfg), check=False)
         if test.returncode != 0:
-            raise RuntimeError(f"sshd -t rejected the test config:\n{test.stderr}\n{cfg.read_text()}")
+            raise RuntimeError(f"sshd -t rejected {cfg}:\n{test.stderr}\n{cfg.read_text()}")
         link = self.workdir / self.pam_service
         if not link.exists():
             link.symlink_to(SSHD)
-        (Path("/etc/pam.d") / self.pam_service).write_text(pam_stack(self.pam_extra))
+        (Path("/etc/pam.d") / self.pam_service).write_text(
+            pam_stack(self.pam_extra, stock_pam_env=self.stock_pam_env)
+        )
         log = open(self.workdir / f"sshd.{self.port}.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen([str(link), "-D", "-e", "-f", str(cfg)],
                                         stdout=log, stderr=log)

@@ -127,8 +127,8 @@ def test_touching_the_tty_does_not_keep_the_session_open(site: Site) -> None:
 
 
 def test_tiocsti_from_inside_does_not_keep_the_session_open(site: Site) -> None:
-    inject = ("import fcntl, termios, time\\nwhile True:\\n fcntl.ioctl(0, termios.TIOCSTI, b\\\" \\\")"
-              "\\n time.sleep(0.3)")
+    inject = ("import fcntl, termios, time\\nwhile True:\\n"
+              " fcntl.ioctl(0, termios.TIOCSTI, b\\\" \\\")\\n time.sleep(0.3)")
     child = login(site, site.alice.name)
     last = send_last_key(child, f'/usr/bin/python3 -c "$(printf "{inject}")" & echo injecting',
                          "injecting\r\n")
@@ -280,7 +280,7 @@ def test_login_shell_mode_runs_commands(site: Site) -> None:
 
 
 def test_forcecommand_alone_is_escaped_through_bashrc(site: Site) -> None:
-    """Why docs/deploy.md recommends login-shell mode: bash -c reads ~/.bashrc before the wrapper."""
+    """Why docs/deploy.md recommends login-shell mode: `bash -c` reads ~/.bashrc first."""
     child = login(site, site.escaper.name)
     send_last_key(child, "echo escaped", "escaped\r\n")
     time.sleep(IDLE + 1.5)  # waiting out the deadline is the point of this test

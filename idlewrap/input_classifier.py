@@ -1,0 +1,172 @@
+"""Which bytes from the user's terminal are a person acting.
+
+The relay forwards every byte to the program whatever this says; the answer only
+decides whether the idle deadline moves. Keys, pastes and mouse clicks are a person.
+What a terminal sends on its own is not: focus events, replies to queries (DA, DECRPM,
+cursor position, XTWINOPS, OSC/DCS/APC strings, private-marker reports) and mouse
+motion with no button held. docs/warning.md ("What counts as a key") has the table.
+
+It is a streaming parser: a sequence may arrive split at any byte, and the answer for
+the whole stream does not depend on where it was split. Only 7-bit sequences are
+recognised: in a UTF-8 stream 0x80-0x9F are continuation bytes, not C1 controls.
+"""
+
+from __future__ import annotations
+
+import re
+
+_ESC = 0x1B
+_BEL = 0x07
+_CSI_INTRO = 0x5B  # '['
+_OSC_INTRO = 0x5D  # ']'
+_BACKSLASH = 0x5C  # ESC \ is the string terminator
+_X10_MOUSE = 0x4D  # 'M'
+_STRING_INTROS = frozenset(b"]P_^X")  # OSC, DCS, APC, PM, SOS
+_INCOMPLETE = -1
+
+# Terminal reports are short (xterm's longest DA reply is ~40 bytes); the cap bounds
+# what a pending sequence can buffer.
+MAX_CSI_BODY = 128
+_CSI_BODY = re.compile(rb"[\x20-\x3f]{0,%d}" % MAX_CSI_BODY)
+_CSI_PARTS = re.compile(rb"([\x30-\x3f]*)([\x20-\x2f]*)")
+_NUMBERS = re.compile(rb"[0-9;]*")
+_TWO_NUMBERS = re.compile(rb"[0-9]+;[0-9]+")
+_MOUSE_REPORT = re.compile(rb"([0-9]+);[0-9]+;[0-9]+")
+_OSC_END = re.compile(rb"[\x07\x1b]")  # xterm ends OSC with BEL too
+_ST_START = re.compile(rb"\x1b")
+_REPORT_MARKERS = (b"?", b">", b"=")
+
+
+class InputClassifier:
+    """Streaming classifier of the bytes read from the user's terminal."""
+
+    def __init__(self) -> None:
+        self._carry = b""  # unparsed tail: an incomplete sequence, at most MAX_CSI_BODY + 2 bytes
+        self._string = 0  # introducer of the OSC/DCS/APC/PM/SOS being skipped, 0 if none
+
+    @property
+    def pending(self) -> bool:
+        """An escape sequence or string is incomplete: more bytes or `expire()` will tell."""
+        return bool(self._carry) or self._string != 0
+
+    def feed(self, data: bytes) -> bool:
+        """Parse the next bytes; True iff they completed at least one user action."""
+        if not self._carry and not self._string and b"\x1b" not in data:
+            return bool(data)
+        buf = self._carry + data
+        self._carry = b""
+        acted = False
+        pos, end = 0, len(buf)
+        while pos < end:
+            if self._string:
+                pos = self._skip_string(buf, pos)
+                continue
+            esc = buf.find(b"\x1b", pos)
+            if esc < 0:
+                return True  # the rest is keys
+            acted = acted or esc > pos
+            after, action = self._escape(buf, esc)
+            if after == _INCOMPLETE:
+                self._carry = buf[esc:]
+                break
+            acted = acted or action
+            pos = after
+        return acted
+
+    def expire(self) -> bool:
+        """The escape delay passed with no more bytes: resolve what is pending.
+
+        Terminals write each report in one go, so a sequence still incomplete after
+        the delay was typed: a lone ESC is the Esc key, `ESC [` is Alt+[, `ESC ]` and
+        what followed is Alt+] and keys. True iff anything was pending.
+        """
+        stalled = self.pending
+        self._carry = b""
+        self._string = 0
+        return stalled
+
+    def _escape(self, buf: bytes, i: int) -> tuple[int, bool]:
+        """Classify the sequence at buf[i] (an ESC): (index after it, is an action)."""
+        if i + 1 == len(buf):
+            return _INCOMPLETE, False
+        intro = buf[i + 1]
+        if intro == _CSI_INTRO:
+            return _control_sequence(buf, i + 2)
+        if intro in _STRING_INTROS:
+            self._string = intro
+            return i + 2, False
+        if intro == _ESC:
+            return i + 1, True  # the Esc key; the second ESC starts its own sequence
+        return i + 2, True  # Alt+key, or an SS3 key (F1-F4, keypad): its final byte is a key too
+
+    def _skip_string(self, buf: bytes, pos: int) -> int:
+        """Skip string content from pos; return where parsing goes on.
+
+        Content is never stored, so an unterminated string costs no memory. Like
+        xterm, an ESC that does not start ST ends the string and begins a sequence.
+        """
+        stop = (_OSC_END if self._string == _OSC_INTRO else _ST_START).search(buf, pos)
+        if stop is None:
+            return len(buf)
+        k = stop.start()
+        if buf[k] == _BEL:
+            self._string = 0
+            return k + 1
+        if k + 1 == len(buf):
+            self._carry = b"\x1b"  # ST or a new sequence: the next byte tells
+            return len(buf)
+        self._string = 0
+        return k + 2 if buf[k + 1] == _BACKSLASH else k
+
+
+def _control_sequence(buf: bytes, start: int) -> tuple[int, bool]:
+    """Classify the CSI whose body starts at buf[start]: (index after it, is an action)."""
+    body = _CSI_BODY.match(buf, start)
+    assert body is not None  # {0,n} always matches
+    final_at = body.end()
+    if final_at == len(buf):
+        return _INCOMPLETE, False
+    final = buf[final_at]
+    if not 0x40 <= final <= 0x7E:
+        # a control byte, a non-ASCII byte or an overlong body: no terminal reports
+        # look like this, so it was typed (Alt+[ then keys); the byte is parsed anew
+        return final_at, True
+    if final == _X10_MOUSE and final_at == start:
+        if len(buf) < final_at + 4:
+            return _INCOMPLETE, False
+        return final_at + 4, not _is_hover(buf[final_at + 1] - 32)
+    return final_at + 1, _csi_is_action(buf[start:final_at], final)
+
+
+def _csi_is_action(body: bytes, final: int) -> bool:
+    """Whether a complete `CSI body final` from a terminal is a person acting."""
+    parts = _CSI_PARTS.fullmatch(body)
+    if parts is None:
+        return True  # a parameter byte after an intermediate: unknown, so a key
+    params, intermediates = parts.groups()
+    marker = params[:1]
+    if marker in _REPORT_MARKERS:
+        return False  # DA1-3, DECRPM, DECXCPR, kitty flags, XTQMODKEYS, ...: no key uses these
+    if marker == b"<":  # SGR mouse
+        sgr = _MOUSE_REPORT.fullmatch(params, 1)
+        return not (sgr and final in b"Mm" and not intermediates and _is_hover(int(sgr[1])))
+    if intermediates:
+        return not (intermediates == b"$" and final == ord("y") and _TWO_NUMBERS.fullmatch(params))
+    if final in b"IO":
+        return params != b""  # focus in / out
+    if final == ord("R"):
+        # cursor position report; Shift/Ctrl/Alt-F3 (`CSI 1;m R`) looks the same and
+        # counts as a report, so polling the cursor never keeps a session alive
+        return _TWO_NUMBERS.fullmatch(params) is None
+    if final in b"tn":
+        return _NUMBERS.fullmatch(params) is None  # XTWINOPS and DSR reports
+    if final == _X10_MOUSE:  # urxvt mouse
+        urxvt = _MOUSE_REPORT.fullmatch(params)
+        return not (urxvt and _is_hover(int(urxvt[1]) - 32))
+    return True  # cursor and function keys, kitty `CSI … u`, paste brackets, unknown
+
+
+def _is_hover(button: int) -> bool:
+    """Mouse motion with no button held (button code without the X10 offset)."""
+    # 32 is "motion"; low bits 3 with the extended-button bits (64, 128) clear is "none"
+    return button >= 0 and bool(button & 32) and button & 0b1100_0011 == 3

@@ -1,0 +1,286 @@
+"""The warning drawn over the session when it is about to be closed for idleness.
+
+Two forms, chosen by `open_overlay`:
+
+* a box drawn with urwid on the alternate screen, centred, with a countdown; a
+  compact form without a frame when the terminal is too small for the box;
+* one line redrawn in place with carriage returns, for terminals urwid cannot
+  drive (TERM unset, ``dumb``, ``unknown``, or no terminfo entry for it).
+
+The relay owns the event loop, the signals, raw mode and the decision of what
+is a key: an overlay only draws, when it is told to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import locale
+import os
+import re
+import select
+import signal
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
+
+from idlewrap.terminal import get_size
+
+if TYPE_CHECKING:
+    import urwid
+
+_HINT = "Press any key to stay connected"
+
+_PAD_X = 3  # blank columns between the frame and the text
+_MAX_TEXT_COLS = 60  # a long warning text wraps instead of making a wall-wide box
+_WRITE_TIMEOUT = 5.0  # seconds a frame may wait for a terminal that does not drain
+
+# TERM values that name no terminal urwid's escape sequences could drive.
+_UNDRIVABLE_TERMS = frozenset({"", "dumb", "unknown"})
+# Characters terminfo names use: TERM comes from the user and becomes a path.
+_TERM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9+._-]*")
+# ncurses' compiled-in search path, after TERMINFO, ~/.terminfo and TERMINFO_DIRS.
+_SYSTEM_TERMINFO_DIRS = (
+    "/etc/terminfo",
+    "/lib/terminfo",
+    "/usr/share/terminfo",
+    "/usr/lib/terminfo",
+)
+
+
+class Overlay(Protocol):
+    """A warning on the user's terminal; one per warning, spent after `close`."""
+
+    def show(self, remaining: int) -> None:
+        """Draw the warning; `remaining` is the whole seconds left."""
+
+    def update(self, remaining: int) -> None:
+        """Redraw the countdown (the relay calls this once a second)."""
+
+    def resize(self) -> None:
+        """The window size changed: redraw at the new size."""
+
+    def close(self) -> None:
+        """Remove the warning: main screen, cursor visible where it was before `show`."""
+
+
+def open_overlay(out_fd: int, text: str, *, bell: bool, term: str | None) -> Overlay:
+    """The warning for the terminal on `out_fd`, not drawn yet.
+
+    `text` is the policy's warning text, `bell` rings the terminal bell once on
+    `show`, `term` is the terminal type (TERM). urwid is imported here, never
+    before: a session that is never warned does not pay for it. Writes never
+    leave a frame half drawn, even on a non-blocking `out_fd`; a terminal that
+    accepts nothing for `_WRITE_TIMEOUT` seconds raises `TimeoutError`.
+    """
+    if _can_draw_boxes(term):
+        # A broken or missing urwid must not cost the user the warning.
+        with contextlib.suppress(Exception):
+            return _BoxOverlay(out_fd, text, bell=bell, term=term)
+    return _LineOverlay(out_fd, text, bell=bell)
+
+
+def _clock(remaining: int) -> str:
+    """'0:42', '10:00', '1:05:00'."""
+    minutes, seconds = divmod(max(remaining, 0), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def _can_draw_boxes(term: str | None) -> TypeGuard[str]:
+    return term is not None and term not in _UNDRIVABLE_TERMS and _has_terminfo(term)
+
+
+def _has_terminfo(term: str) -> bool:
+    """Whether a compiled terminfo entry exists for `term`, searched in ncurses' order.
+
+    Not curses.setupterm(): CPython runs it once per process and answers every
+    later call, whatever the terminal, with the first one's success.
+    """
+    if not _TERM_NAME.fullmatch(term):
+        return False
+    dirs = [os.environ.get("TERMINFO", "")]
+    if home := os.environ.get("HOME"):
+        dirs.append(os.path.join(home, ".terminfo"))
+    dirs += os.environ.get("TERMINFO_DIRS", "").split(":")
+    dirs += _SYSTEM_TERMINFO_DIRS
+    subdirs = (term[0], f"{ord(term[0]):x}")  # the hexadecimal form is macOS's layout
+    return any(os.path.isfile(os.path.join(d, sub, term)) for d in dirs if d for sub in subdirs)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of `data` to `fd`, waiting out EAGAIN on a non-blocking fd."""
+    deadline = time.monotonic() + _WRITE_TIMEOUT
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(errno.ETIMEDOUT, "the terminal accepts no output") from None
+            poller = select.poll()
+            poller.register(fd, select.POLLOUT)
+            poller.poll(left * 1000)
+
+
+class _TerminalWriter:
+    """The text stream urwid writes to: held until `flush`, then written whole."""
+
+    def __init__(self, fd: int, encoding: str) -> None:
+        self._fd = fd
+        self._encoding = encoding
+        self._pending: list[str] = []
+
+    def write(self, data: str) -> int:
+        self._pending.append(data)
+        return len(data)
+
+    def flush(self) -> None:
+        data = "".join(self._pending).encode(self._encoding, "replace")
+        self._pending.clear()
+        _write_all(self._fd, data)
+
+
+def _keep_signal(
+    signalnum: int | signal.Signals,
+    handler: Callable[[int, FrameType | None], Any] | int | signal.Handlers | None,
+) -> None:
+    """urwid's signal setter, made inert: the relay owns SIGWINCH and SIGTSTP.
+
+    urwid's own SIGWINCH handler would also make draw_screen() skip every frame
+    until parse_input() saw the resize; `resize` redraws instead.
+    """
+
+
+class _BoxOverlay:
+    """The box (or its compact form) drawn by urwid on the alternate screen."""
+
+    def __init__(self, out_fd: int, text: str, *, bell: bool, term: str) -> None:
+        import urwid
+
+        self._fd = out_fd
+        self._text = text
+        self._bell = bell
+        self._remaining = 0
+        self._writer = _TerminalWriter(out_fd, urwid.util.get_encoding())
+        # urwid's input must not be a tty: given one, start() sends DECRQM probes whose
+        # replies would reach the program, and stop() flushes the user's typed-ahead input.
+        # Nothing ever reads this pipe; urwid only checks what it is.
+        read_end, write_end = os.pipe()
+        os.close(write_end)
+        self._input = open(read_end, "rb", buffering=0)  # noqa: SIM115 - closed by close()
+        try:
+            self._screen = urwid.display.raw.Screen(
+                input=self._input,
+                output=self._writer,
+                bracketed_paste_mode=False,
+                focus_reporting=False,
+            )
+        except BaseException:
+            self._input.close()
+            raise
+        self._screen.signal_handler_setter = _keep_signal
+        self._screen.term = term  # urwid read TERM from the environment; the caller knows better
+
+    def show(self, remaining: int) -> None:
+        self._remaining = remaining
+        if self._bell:
+            self._writer.write("\a")
+        # ?1049h saves the cursor; stop()'s ?1049l puts it back where the prompt left it.
+        self._screen.start(alternate_buffer=True)
+        self._draw()
+
+    def update(self, remaining: int) -> None:
+        self._remaining = remaining
+        self._draw()
+
+    def resize(self) -> None:
+        # The terminal may have reflowed or cleared cells urwid believes are drawn.
+        self._screen.clear()
+        self._draw()
+
+    def close(self) -> None:
+        try:
+            self._screen.stop()
+        finally:
+            self._input.close()
+
+    def _draw(self) -> None:
+        rows, cols = get_size(self._fd)
+        canvas = _layout(self._text, self._remaining, cols, rows).render((cols, rows), focus=True)
+        self._screen.draw_screen((cols, rows), canvas)
+
+
+def _layout(text: str, remaining: int, cols: int, rows: int) -> urwid.Widget:
+    """What fills a `cols` x `rows` screen: the framed box if it fits, else the compact form."""
+    import urwid
+
+    lines = [
+        urwid.Text(f"Session closes in {_clock(remaining)}", align="center"),
+        urwid.Text(_HINT, align="center"),
+    ]
+    text_cols = min(urwid.Text(text).pack()[0], _MAX_TEXT_COLS)
+    inner = min(max(text_cols, len(_HINT)), cols - 2 * _PAD_X - 2)
+    if inner >= len(_HINT):
+        gap = urwid.Divider()
+        body = urwid.Pile(
+            [gap, urwid.Text(text, align="center"), gap, lines[0], gap, lines[1], gap]
+        )
+        box = urwid.LineBox(urwid.Padding(body, left=_PAD_X, right=_PAD_X))
+        width = inner + 2 * _PAD_X + 2
+        height = box.rows((width,))
+        if height <= rows:
+            return urwid.Overlay(box, urwid.SolidFill(" "), "center", width, "middle", height)
+    return urwid.Filler(urwid.Pile(lines), valign="middle")
+
+
+class _LineOverlay:
+    """One line under the cursor's line, redrawn with CR: all a dumb terminal can do.
+
+    It starts on a new line so the user's half-typed command stays visible above;
+    closing blanks the line and leaves the cursor at its start.
+    """
+
+    def __init__(self, out_fd: int, text: str, *, bell: bool) -> None:
+        self._fd = out_fd
+        # One line: no newlines, tabs or control characters from the policy's text.
+        self._text = "".join(c for c in " ".join(text.split()) if c.isprintable())
+        self._bell = bell
+        self._remaining = 0
+        self._shown = False
+        self._writer = _TerminalWriter(out_fd, locale.getpreferredencoding(False))
+
+    def show(self, remaining: int) -> None:
+        self._shown = True
+        self._writer.write("\a\r\n" if self._bell else "\r\n")
+        self.update(remaining)
+
+    def update(self, remaining: int) -> None:
+        self._remaining = remaining
+        width = self._width()
+        line = _one_line(self._text, remaining, width)
+        # Spaces wipe a longer previous line; the line again leaves the cursor after it.
+        self._writer.write(f"\r{line.ljust(width)}\r{line}")
+        self._writer.flush()
+
+    def resize(self) -> None:
+        self.update(self._remaining)
+
+    def close(self) -> None:
+        if self._shown:
+            self._shown = False
+            self._writer.write(f"\r{' ' * self._width()}\r")
+            self._writer.flush()
+
+    def _width(self) -> int:
+        # The last column is left alone: writing there makes some terminals wrap.
+        return max(get_size(self._fd)[1] - 1, 1)
+
+
+def _one_line(text: str, remaining: int, width: int) -> str:
+    """The warning text and a short countdown if they fit in `width` columns, else the countdown."""
+    short = f"Closing in {_clock(remaining)}: press any key."
+    full = f"{text} {short}"
+    return full if len(full) <= width else short[:width]

@@ -1,0 +1,110 @@
+"""The ``pam_exec.so`` program: log the opening and closing of a PAM session.
+
+sshd's session stack runs ``python3 -I -m idlewrap.pam_hook [--config PATH]`` as root,
+in the ``sshd: user [priv]`` process, once at open_session and once at close_session.
+It sends one event (``pam_open_session`` / ``pam_close_session``) to the syslog socket
+named by the policy's ``[log]`` table, with the same ``conn`` the wrappers of that
+connection log. It always exits 0 and never writes to stdout: a logging fault must never
+deny a login or leak bytes into the session.
+"""
+
+import contextlib
+import os
+import pwd
+import sys
+from collections.abc import Sequence
+
+EVENTS = {"open_session": "pam_open_session", "close_session": "pam_close_session"}
+USAGE = "usage: python3 -I -m idlewrap.pam_hook [--config PATH]"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Log the event for ``PAM_TYPE`` (nothing for other types); always return 0."""
+    try:
+        _run(sys.argv[1:] if argv is None else argv)
+    except Exception as exc:  # one line, never a traceback, and never a denied login
+        _say(f"idlewrap pam_hook: {exc}")
+    return 0
+
+
+def _run(args: Sequence[str]) -> None:
+    env = exec_environment()
+    event = EVENTS.get(env.get("PAM_TYPE", ""))
+    if event is None:
+        return
+    # Imported here so that even a broken install ends in one line and exit 0.
+    from idlewrap.events import EventLog, connection_fields
+    from idlewrap.policy import DEFAULT_CONFIG, load_policy_failsafe
+
+    config = _config_path(args, DEFAULT_CONFIG)
+    if config is None:
+        _say(f"idlewrap pam_hook: {USAGE}; reading {DEFAULT_CONFIG}")
+        config = DEFAULT_CONFIG
+    # Problems with the file are the wrapper's to report (config_error); here a broken
+    # file just means the built-in [log] settings.
+    policy, _ = load_policy_failsafe(config)
+    user = env.get("PAM_USER")
+    fields: dict[str, object] = {"user": user, "uid": _uid(user)}
+    fields.update(connection_fields(env))
+    if env.get("PAM_RHOST"):
+        # sshd's own PAM item: unlike SSH_CONNECTION, a user's ~/.pam_environment cannot
+        # have changed it.
+        fields["rhost"] = env["PAM_RHOST"]
+    fields.update(service=env.get("PAM_SERVICE"), tty=env.get("PAM_TTY"))
+    log = EventLog(policy.log_socket, base=fields)
+    log.emit(event)
+    log.close()
+
+
+def exec_environment(raw: bytes | None = None) -> dict[str, str]:
+    """The environment this process was started with; of duplicate names, the last wins.
+
+    pam_exec passes the PAM environment first and appends the PAM items (PAM_USER,
+    PAM_TYPE, ...) after it. With ``user_readenv=1`` (Debian's sshd stack) a user's
+    ``~/.pam_environment`` can put its own PAM_USER or PAM_TYPE in the PAM environment,
+    and ``os.environ`` keeps the *first* of duplicates. ``raw`` is the NUL-separated
+    block; by default ``/proc/self/environ`` (``os.environ`` if that cannot be read).
+    """
+    if raw is None:
+        try:
+            with open("/proc/self/environ", "rb") as f:
+                raw = f.read()
+        except OSError:
+            return dict(os.environ)
+    env = {}
+    for entry in raw.split(b"\0"):
+        name, sep, value = entry.partition(b"=")
+        if sep and name:
+            env[os.fsdecode(name)] = os.fsdecode(value)
+    return env
+
+
+def _config_path(args: Sequence[str], default: str) -> str | None:
+    """The ``--config`` path or ``default``; None for a command line that makes no sense."""
+    match list(args):
+        case ["--config", path]:
+            return path
+        case [arg] if arg.startswith("--config="):
+            return arg.removeprefix("--config=")
+        case []:
+            return default
+    return None
+
+
+def _uid(user: str | None) -> int | None:
+    if user is None:
+        return None
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except (KeyError, ValueError):  # unknown user, or a name with a NUL byte
+        return None
+
+
+def _say(line: str) -> None:
+    """One line on stderr (pam_exec sends it to /dev/null unless ``log=`` is set)."""
+    with contextlib.suppress(OSError):
+        os.write(2, (line + "\n").encode(errors="replace"))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
