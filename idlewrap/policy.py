@@ -1,0 +1,646 @@
+"""The TOML policy: parse, validate (with line numbers), resolve for one login.
+
+Top-level settings are the defaults; ``[[match]]`` rules follow, in order. For each
+setting the first matching rule that sets it wins (as in sshd_config); a setting no
+matching rule sets comes from the top level, then from the built-in defaults.
+See docs/policy.md for the file format.
+"""
+
+import bisect
+import grp
+import os
+import pwd
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from functools import cached_property
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from typing import Any
+
+from idlewrap.durations import DurationError, format_duration, parse_duration
+from idlewrap.identity import SESSION_KINDS, Address, LoginContext
+from idlewrap.trust import TrustError, read_trusted
+
+DEFAULT_CONFIG = "/etc/idlewrap/idlewrap.toml"
+DEFAULT_SYSLOG_SOCKET = "/dev/log"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Effective settings for one session."""
+
+    idle_timeout: int  # seconds
+    warn_before: int  # seconds; 0 (only after clamping a 1 s timeout) means no warning
+    shell: str | None  # None: the account's shell, chosen by the wrapper
+    message: str  # "{idle}" and "{user}" expand; no other braces
+    warning: str  # shown as is
+    exempt: bool
+    action: str  # "terminate" ("lock" reserved)
+    bell: bool
+
+
+DEFAULTS = Settings(
+    idle_timeout=900,
+    warn_before=60,
+    shell=None,
+    message="idlewrap: session closed after {idle} without input.",
+    warning="This session is idle and will be closed.",
+    exempt=False,
+    action="terminate",
+    bell=True,
+)
+SETTING_NAMES = tuple(f.name for f in fields(Settings))
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """The settings one place (the top level or a rule) sets; None: not set there."""
+
+    idle_timeout: int | None = None
+    warn_before: int | None = None
+    shell: str | None = None
+    message: str | None = None
+    warning: str | None = None
+    exempt: bool | None = None
+    action: str | None = None
+    bell: bool | None = None
+
+
+Network = IPv4Network | IPv6Network
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One ``[[match]]`` rule: selectors (None: not given) and the settings it sets."""
+
+    label: str
+    users: frozenset[str] | None = None
+    groups: frozenset[str] | None = None
+    addresses: tuple[Network, ...] | None = None
+    sessions: frozenset[str] | None = None
+    not_users: frozenset[str] = frozenset()
+    not_groups: frozenset[str] = frozenset()
+    settings: Overrides = Overrides()
+
+    def matches(self, ctx: LoginContext) -> bool:
+        """True if every selector given matches ``ctx`` and no exception does."""
+        if self.users is not None and ctx.user not in self.users:
+            return False
+        if self.groups is not None and self.groups.isdisjoint(ctx.groups):
+            return False
+        if self.sessions is not None and ctx.session not in self.sessions:
+            return False
+        if self.addresses is not None and not _address_in(ctx.address, self.addresses):
+            return False
+        return ctx.user not in self.not_users and self.not_groups.isdisjoint(ctx.groups)
+
+
+def _address_in(address: Address | None, networks: Iterable[Network]) -> bool:
+    if address is None:
+        return False
+    candidates: list[Address] = [address]
+    # A dual-stack sshd reports IPv4 clients as ::ffff:a.b.c.d; v4 rules must still match.
+    if address.version == 6 and address.ipv4_mapped is not None:
+        candidates.append(address.ipv4_mapped)
+    return any(a in net for a in candidates for net in networks)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something wrong (or, with ``warning``, suspicious) in a policy file."""
+
+    path: str
+    line: int | None
+    message: str
+    warning: bool = False
+
+    def __str__(self) -> str:
+        where = self.path if self.line is None else f"{self.path}:{self.line}"
+        return f"{where}: {'warning: ' if self.warning else ''}{self.message}"
+
+
+class PolicyError(Exception):
+    """A policy that cannot be used; ``problems`` lists every error (and warning) found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(map(str, problems)))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A validated policy: top-level settings, rules in order, and the log socket."""
+
+    top: Overrides
+    rules: tuple[Rule, ...]
+    log_socket: str = DEFAULT_SYSLOG_SOCKET
+    warnings: tuple[Problem, ...] = ()
+
+
+BUILTIN_POLICY = Policy(top=Overrides(), rules=())
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Settings for one login, where each came from, and the first matching rule."""
+
+    settings: Settings
+    sources: dict[str, str]  # setting -> rule label, "global" or "default"
+    rule: str | None
+    clamped: bool = False  # warn_before was cut to idle_timeout // 2
+
+
+def resolve(policy: Policy, ctx: LoginContext) -> Resolved:
+    """Effective settings for the login ``ctx``: first matching rule that sets each wins.
+
+    If the winning ``warn_before`` is not shorter than the winning ``idle_timeout``
+    (each may come from a different rule), ``warn_before`` becomes ``idle_timeout // 2``:
+    a session is never refused or left unguarded over a combination of rules.
+    """
+    matching = [rule for rule in policy.rules if rule.matches(ctx)]
+    places = [(rule.settings, rule.label) for rule in matching] + [(policy.top, "global")]
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for name in SETTING_NAMES:
+        values[name], sources[name] = getattr(DEFAULTS, name), "default"
+        for over, label in places:
+            if getattr(over, name) is not None:
+                values[name], sources[name] = getattr(over, name), label
+                break
+    clamped = values["warn_before"] >= values["idle_timeout"]
+    if clamped:
+        values["warn_before"] = values["idle_timeout"] // 2
+    return Resolved(Settings(**values), sources, matching[0].label if matching else None, clamped)
+
+
+# ---------------------------------------------------------------- loading
+
+def load_policy(path: str | os.PathLike[str], *, lint: bool = False) -> Policy:
+    """Read, trust-check and validate the policy at ``path``; raise :class:`PolicyError`.
+
+    With ``lint``, also warn about what only the running system can tell: users and
+    groups the account databases do not know, shells that are not executable files,
+    and rules whose ``idle_timeout`` would get ``warn_before`` clamped.
+    """
+    name = os.fspath(path)
+    try:
+        data = read_trusted(name)
+    except FileNotFoundError:
+        raise PolicyError([Problem(name, None, "file not found")]) from None
+    except TrustError as err:
+        raise PolicyError([Problem(name, None, f"not trusted: {err}")]) from None
+    except OSError as err:
+        raise PolicyError([Problem(name, None, f"cannot read: {err.strerror or err}")]) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise PolicyError([Problem(name, line, "not valid UTF-8 text")]) from None
+    return parse_policy(text, name, lint=lint)
+
+
+def load_policy_failsafe(path: str | os.PathLike[str]) -> tuple[Policy, list[Problem]]:
+    """Like :func:`load_policy`, but never raises.
+
+    A missing, untrusted or invalid file gives :data:`BUILTIN_POLICY` (nothing from a
+    broken file is used, not even ``[log]``) plus the problems; a good file gives the
+    policy plus its warnings.
+    """
+    try:
+        policy = load_policy(path)
+    except PolicyError as err:
+        return BUILTIN_POLICY, err.problems
+    except Exception as err:  # a bug here must not leave the session unguarded
+        return BUILTIN_POLICY, [Problem(os.fspath(path), None, f"internal error: {err!r}")]
+    return policy, list(policy.warnings)
+
+
+_TOML_AT = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")
+
+
+def parse_policy(text: str, path: str = "<policy>", *, lint: bool = False) -> Policy:
+    """Validate the policy in ``text`` (no trust check); ``path`` labels the problems.
+
+    Raises :class:`PolicyError` if there is any error; warnings alone do not raise and
+    are kept in ``Policy.warnings``. ``lint`` is as for :func:`load_policy`.
+    """
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise PolicyError([_syntax_problem(path, text, str(err))]) from None
+    except RecursionError:
+        raise PolicyError([Problem(path, None, "TOML syntax error: nested too deeply")]) from None
+    return _Parser(path, text, lint).policy(doc)
+
+
+def _syntax_problem(path: str, text: str, message: str) -> Problem:
+    at = _TOML_AT.search(message)
+    if at is None:
+        return Problem(path, None, f"TOML syntax error: {message}")
+    reason = message[: at.start()]
+    reason = reason[:1].lower() + reason[1:]
+    if at[1] is None:
+        return Problem(path, max(1, len(text.splitlines())), f"TOML syntax error: {reason}")
+    return Problem(path, int(at[1]), f"TOML syntax error: {reason} (column {at[2]})")
+
+
+# ---------------------------------------------------------------- validation
+
+_TIMEOUTS = ("idle_timeout", "warn_before")
+_SELECTORS = ("users", "groups", "addresses", "sessions", "not_users", "not_groups")
+_TOP_KEYS = (*SETTING_NAMES, "match", "log")
+_RULE_KEYS = ("name", *_SELECTORS, *SETTING_NAMES)
+_LOG_KEYS = ("syslog_socket",)
+_RESERVED_LABELS = ("global", "default")
+_TOML_TYPES = {
+    "str": "a string", "int": "an integer", "float": "a float", "bool": "a boolean",
+    "list": "an array", "dict": "a table", "datetime": "a date-time", "date": "a date",
+    "time": "a time",
+}
+
+
+def _toml_type(value: object) -> str:
+    return _TOML_TYPES.get(type(value).__name__, type(value).__name__)
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    import difflib  # only for broken files: keep it off every login's import time
+
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _Parser:
+    """Validates one parsed document, collecting every problem with its line."""
+
+    def __init__(self, path: str, text: str, lint: bool) -> None:
+        self.path = path
+        self.text = text
+        self.lint = lint
+        self.problems: list[Problem] = []
+
+    @cached_property
+    def lines(self) -> dict[tuple[str, str], int]:
+        return _key_lines(self.text)
+
+    def report(self, section: str, key: str, message: str, *, warning: bool = False) -> None:
+        """Record a problem at the line of ``key`` in ``section`` (or the nearest known)."""
+        line = (self.lines.get((section, key)) or self.lines.get((section, ""))
+                or self.lines.get(("", section.partition("#")[0])))
+        self.problems.append(Problem(self.path, line, message, warning))
+
+    def policy(self, doc: dict[str, Any]) -> Policy:
+        self.unknown_keys(doc, "", _TOP_KEYS, "")
+        top = self.overrides(doc, "")
+        if all(getattr(top, key) is not None for key in _TIMEOUTS if key in doc):
+            # What a login matching no rule gets: the top level over the built-in defaults.
+            self.check_pair("", top.idle_timeout, top.warn_before)
+        rules = self.rules(doc.get("match"))
+        if self.lint:
+            self.lint_rule_timeouts(top, rules)
+        log_socket = self.log(doc.get("log"))
+        self.problems.sort(key=lambda p: p.line or 0)
+        if any(not p.warning for p in self.problems):
+            raise PolicyError(self.problems)
+        return Policy(top, rules, log_socket, tuple(self.problems))
+
+    def unknown_keys(self, table: Mapping[str, Any], section: str, known: tuple[str, ...],
+                     where: str) -> None:
+        for key in table:
+            if key not in known:
+                self.report(section, key, f"unknown key {key!r}{where}{_did_you_mean(key, known)}")
+
+    # -- settings
+
+    def overrides(self, table: Mapping[str, Any], section: str) -> Overrides:
+        values = {name: self.setting(name, table[name], section)
+                  for name in SETTING_NAMES if name in table}
+        over = Overrides(**values)
+        # A rule must agree with itself; the top level is checked in policy().
+        if section and over.idle_timeout is not None and over.warn_before is not None:
+            self.check_pair(section, over.idle_timeout, over.warn_before)
+        return over
+
+    def check_pair(self, section: str, idle: int | None, warn: int | None) -> None:
+        """Report ``warn_before >= idle_timeout``; None means the built-in default."""
+        idle_shown, warn_shown = (
+            format_duration(value) if value is not None
+            else f"{format_duration(getattr(DEFAULTS, key))}, the built-in default"
+            for key, value in (("idle_timeout", idle), ("warn_before", warn))
+        )
+        idle = DEFAULTS.idle_timeout if idle is None else idle
+        if (DEFAULTS.warn_before if warn is None else warn) >= idle:
+            self.report(section, "idle_timeout" if warn is None else "warn_before",
+                        f"warn_before ({warn_shown}) must be shorter than "
+                        f"idle_timeout ({idle_shown})")
+
+    def setting(self, name: str, value: object, section: str) -> Any:
+        """The validated value, or None (after reporting why) if it is invalid."""
+        if name in _TIMEOUTS:
+            try:
+                return parse_duration(value)
+            except DurationError as err:
+                problem: str | None = str(err)
+        else:
+            problem = _value_problem(name, value)
+        if problem is not None:
+            self.invalid(section, name, problem)
+            return None
+        if name == "shell" and self.lint and not (os.path.isfile(str(value))
+                                                  and os.access(str(value), os.X_OK)):
+            self.report(section, name, f"shell {value!r} is not an executable file", warning=True)
+        return value
+
+    def invalid(self, section: str, key: str, message: str) -> None:
+        self.report(section, key, f"{key}: {message}")
+
+    def wrong_type(self, section: str, key: str, value: object, expected: str) -> None:
+        self.invalid(section, key, f"must be {expected}, not {_toml_type(value)}")
+
+    # -- rules
+
+    def rules(self, value: object) -> tuple[Rule, ...]:
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+            self.report("", "match", "match must be a list of rules: write [[match]] "
+                        "before each rule")
+            return ()
+        return tuple(self.rule(table, index) for index, table in enumerate(value, 1))
+
+    def rule(self, table: dict[str, Any], index: int) -> Rule:
+        section = f"match#{index}"
+        label = f"match[{index}]"
+        self.unknown_keys(table, section, _RULE_KEYS, f" in {label}")
+        name = table.get("name")
+        if name is not None:
+            if not isinstance(name, str):
+                self.wrong_type(section, "name", name, "a string")
+            elif not name.strip() or not name.isprintable():
+                self.invalid(section, "name", "must be a non-empty line of printable text")
+            elif name in _RESERVED_LABELS:
+                self.invalid(section, "name", f"{name!r} is reserved (it labels top-level and "
+                             "built-in values)")
+            else:
+                label = name
+        addresses = self.names(table, section, "addresses")
+        sessions = self.names(table, section, "sessions")
+        return Rule(
+            label=label,
+            users=self.accounts(table, section, "users"),
+            groups=self.accounts(table, section, "groups"),
+            addresses=None if addresses is None else self.networks(addresses, section),
+            sessions=None if sessions is None else self.sessions(sessions, section),
+            not_users=self.accounts(table, section, "not_users") or frozenset(),
+            not_groups=self.accounts(table, section, "not_groups") or frozenset(),
+            settings=self.overrides(table, section),
+        )
+
+    def names(self, table: Mapping[str, Any], section: str, key: str) -> list[str] | None:
+        """A selector's entries (a string or an array of strings), or None if absent."""
+        if key not in table:
+            return None
+        value = table[key]
+        entries = [value] if isinstance(value, str) else value
+        if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+            self.wrong_type(section, key, value, "a string or an array of strings")
+            return []
+        if not entries or not all(entries):
+            self.invalid(section, key, "must not be empty")
+        return entries
+
+    def accounts(self, table: Mapping[str, Any], section: str, key: str) -> frozenset[str] | None:
+        entries = self.names(table, section, key)
+        if entries is None:
+            return None
+        if self.lint:
+            is_user = key.endswith("users")
+            for entry in entries:
+                if entry and not _known(entry, is_user):
+                    kind = "user" if is_user else "group"
+                    self.report(section, key, f"{key}: unknown {kind} {entry!r}", warning=True)
+        return frozenset(entries)
+
+    def networks(self, entries: list[str], section: str) -> tuple[Network, ...]:
+        networks = []
+        for entry in entries:
+            try:
+                networks.append(ip_network(entry))
+            except ValueError:
+                try:
+                    loose = ip_network(entry, strict=False)
+                except ValueError:
+                    self.invalid(section, "addresses",
+                                 f"{entry!r} is not an IP address or CIDR network")
+                else:
+                    self.invalid(section, "addresses",
+                                 f"{entry} has host bits set (did you mean {loose}?)")
+        return tuple(networks)
+
+    def sessions(self, entries: list[str], section: str) -> frozenset[str]:
+        for entry in entries:
+            if entry not in SESSION_KINDS:
+                self.invalid(section, "sessions", f"{entry!r} is not a session kind: use "
+                             f"\"interactive\" or \"command\"{_did_you_mean(entry, SESSION_KINDS)}")
+        return frozenset(entries)
+
+    def lint_rule_timeouts(self, top: Overrides, rules: tuple[Rule, ...]) -> None:
+        """Warn about rules that set one timeout and, with the other inherited, get clamped."""
+        base_idle = DEFAULTS.idle_timeout if top.idle_timeout is None else top.idle_timeout
+        base_warn = DEFAULTS.warn_before if top.warn_before is None else top.warn_before
+        for index, rule in enumerate(rules, 1):
+            own_idle, own_warn = rule.settings.idle_timeout, rule.settings.warn_before
+            if (own_idle is None) == (own_warn is None):
+                continue
+            idle = base_idle if own_idle is None else own_idle
+            warn = base_warn if own_warn is None else own_warn
+            if warn >= idle:
+                key, other = (("warn_before", "idle_timeout") if own_idle is None
+                              else ("idle_timeout", "warn_before"))
+                shown = {"idle_timeout": format_duration(idle),
+                         "warn_before": format_duration(warn)}
+                self.report(f"match#{index}", key,
+                            f"{rule.label}: {key} {shown[key]} with the inherited {other} "
+                            f"{shown[other]} gets warn_before clamped to "
+                            f"{format_duration(idle // 2)}", warning=True)
+
+    # -- [log]
+
+    def log(self, value: object) -> str:
+        if value is None:
+            return DEFAULT_SYSLOG_SOCKET
+        if not isinstance(value, dict):
+            self.report("", "log", "log must be a table: write [log]")
+            return DEFAULT_SYSLOG_SOCKET
+        self.unknown_keys(value, "log", _LOG_KEYS, " in [log]")
+        socket = value.get("syslog_socket", DEFAULT_SYSLOG_SOCKET)
+        if not isinstance(socket, str):
+            self.wrong_type("log", "syslog_socket", socket, "a string")
+        elif not socket.startswith("/") or "\0" in socket:
+            self.invalid("log", "syslog_socket", f"{socket!r} is not an absolute path")
+        else:
+            return socket
+        return DEFAULT_SYSLOG_SOCKET
+
+
+def _value_problem(name: str, value: object) -> str | None:
+    """Why ``value`` is not valid for the non-duration setting ``name``, or None."""
+    if name in ("exempt", "bell"):
+        return None if isinstance(value, bool) else f"must be a boolean, not {_toml_type(value)}"
+    if not isinstance(value, str):
+        return f"must be a string, not {_toml_type(value)}"
+    if name == "shell" and (not value.startswith("/") or "\0" in value):
+        return f"{value!r} is not an absolute path"
+    if name == "message":
+        return _template_problem(value)
+    if name == "action" and value != "terminate":
+        if value == "lock":
+            return "\"lock\" is not supported yet (use \"terminate\")"
+        return f"{value!r} is not an action: use \"terminate\""
+    return None
+
+
+def _known(name: str, is_user: bool) -> bool:
+    try:
+        if is_user:
+            pwd.getpwnam(name)
+        else:
+            grp.getgrnam(name)
+    except (KeyError, ValueError):
+        return False
+    return True
+
+
+_FIELDS = re.compile(r"\{(?:idle|user)\}")
+_BRACED = re.compile(r"\{[^{}]*\}|[{}]")
+
+
+def _template_problem(text: str) -> str | None:
+    """Why ``text`` is not a valid message template, or None if it is.
+
+    Only ``{idle}`` and ``{user}`` may appear: no other fields and no other braces, so
+    that plain substitution and ``str.format`` would read the template the same way.
+    """
+    other = _BRACED.search(_FIELDS.sub("", text))
+    if other is None:
+        return None
+    return f"{other.group()!r} is not allowed: only {{idle}} and {{user}} expand, no other braces"
+
+
+# ---------------------------------------------------------------- line numbers
+
+_INTERESTING = re.compile(r"[\"'#\[\]{}\n]")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _key_lines(text: str) -> dict[tuple[str, str], int]:
+    """Line of each key, for messages: tomllib reports none for valid documents.
+
+    Maps (section, key) to a 1-based line. Section "" is the top level, "log" the
+    ``[log]`` table, "match#N" the N-th ``[[match]]``; key "" is a table's header line.
+    Only meant for documents tomllib accepted.
+    """
+    newlines = [m.start() for m in re.finditer("\n", text)]
+
+    def line_at(pos: int) -> int:
+        return bisect.bisect_left(newlines, pos) + 1
+
+    found: dict[tuple[str, str], int] = {}
+    counts: dict[str, int] = {}
+    section = ""
+    pos, end = 0, len(text)
+    while pos < end:
+        while pos < end and text[pos] in " \t\r":
+            pos += 1
+        if pos >= end:
+            break
+        char = text[pos]
+        if char in "#\n":
+            pos = _line_end(text, pos) + 1
+        elif char == "[":
+            array = text.startswith("[[", pos)
+            close = text.find("]", pos)
+            parts = [_unquote(p) for p in text[pos + (2 if array else 1):close].split(".")]
+            name = ".".join(parts)
+            first, *rest = parts
+            # The header also locates the key it defines in its parent table.
+            parent = (first + (f"#{counts[first]}" if first in counts else "")) if rest else ""
+            found.setdefault((parent, rest[0] if rest else first), line_at(pos))
+            if array and len(parts) == 1:
+                counts[name] = counts.get(name, 0) + 1
+                name = f"{name}#{counts[name]}"
+            section = name
+            found.setdefault((section, ""), line_at(pos))
+            pos = _line_end(text, pos) + 1
+        else:
+            found.setdefault((section, _first_key(text, pos)), line_at(pos))
+            pos = _statement_end(text, pos) + 1
+    return found
+
+
+def _unquote(part: str) -> str:
+    return part.strip().strip("\"'")
+
+
+def _first_key(text: str, pos: int) -> str:
+    if text[pos] in "\"'":
+        return _unquote(text[pos:_string_end(text, pos)])
+    bare = _BARE_KEY.match(text, pos)
+    return bare.group() if bare else ""
+
+
+def _line_end(text: str, pos: int) -> int:
+    newline = text.find("\n", pos)
+    return len(text) if newline < 0 else newline
+
+
+def _statement_end(text: str, pos: int) -> int:
+    """Index of the newline ending the key/value statement that starts at ``pos``."""
+    depth = 0
+    while (m := _INTERESTING.search(text, pos)) is not None:
+        char, pos = m.group(), m.start()
+        if char in "\"'":
+            pos = _string_end(text, pos)
+            continue
+        if char == "#":
+            pos = _line_end(text, pos)
+            continue
+        if char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        elif depth <= 0:
+            return pos
+        pos += 1
+    return len(text)
+
+
+def _string_end(text: str, pos: int) -> int:
+    """Index just after the string literal starting at ``pos``."""
+    quote = text[pos]
+    if text.startswith(quote * 3, pos):
+        search = pos + 3
+        while (close := text.find(quote * 3, search)) >= 0:
+            if quote == '"' and _escaped(text, close):
+                search = close + 1
+                continue
+            close += 3
+            # Up to two more quotes may end the content: """a"""" is 'a"'.
+            extra = 0
+            while extra < 2 and close < len(text) and text[close] == quote:
+                close += 1
+                extra += 1
+            return close
+        return len(text)
+    index = pos + 1
+    while index < len(text) and text[index] not in (quote, "\n"):
+        index += 2 if quote == '"' and text[index] == "\\" else 1
+    return min(index + 1, len(text))
+
+
+def _escaped(text: str, pos: int) -> bool:
+    backslashes = 0
+    while pos - backslashes - 1 >= 0 and text[pos - backslashes - 1] == "\\":
+        backslashes += 1
+    return backslashes % 2 == 1
