@@ -59,7 +59,7 @@ def login_shell(args: list[str], config: str = DEFAULT_CONFIG) -> int:
 
 
 def _wrap(config: str, command: str | None) -> int:
-    from idlewrap.wrapper import run_login
+    from idlewrap.login import run_login
 
     return _finish(run_login(config=config, command=command, env=os.environ))
 

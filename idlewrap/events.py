@@ -9,14 +9,17 @@ later, anything else is reported once on stderr and enforcement goes on unlogged
 
 import contextlib
 import errno
-import hashlib
 import math
 import os
-import secrets
 import socket
 import time
 from collections import deque
 from collections.abc import Mapping
+
+try:  # not hashlib: it maps OpenSSL's libcrypto (~4 MB per session) for one digest
+    from _sha256 import sha256  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - Python 3.12+ renamed the builtin module
+    from _sha2 import sha256  # type: ignore[import-not-found]
 
 from idlewrap.identity import parse_ssh_connection
 from idlewrap.policy import DEFAULT_SYSLOG_SOCKET
@@ -105,13 +108,13 @@ def connection_fields(env: Mapping[str, str]) -> dict[str, object]:
     if address is None:
         return {}
     normalized = " ".join(value.split())
-    digest = hashlib.sha256(f"idlewrap-conn\0{normalized}".encode()).hexdigest()
+    digest = sha256(f"idlewrap-conn\0{normalized}".encode()).hexdigest()
     return {"rhost": str(address), "rport": port, "conn": digest[:12]}
 
 
 def new_session_id() -> str:
     """A random id for one wrapper run: 16 hex digits."""
-    return secrets.token_hex(8)
+    return os.urandom(8).hex()
 
 
 def syslog_datagram(severity: int, message: str, *, now: float | None = None) -> bytes:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 MAX_PARAMS = 256  # bytes of parameters in one DECSET; longer ones are ignored
 _SEQUENCE = re.compile(rb"\x1b(?:\[(?:\?([0-9;]{0,%d})([hl])|!p)|([c=>]))" % MAX_PARAMS)
@@ -44,9 +44,12 @@ _KEYPAD_APPLICATION = b"\x1b="
 _KEYPAD_NUMERIC = b"\x1b>"
 
 
-@dataclass(frozen=True)
-class Modes:
-    """The tracked modes; the defaults are a freshly reset terminal."""
+class Modes(NamedTuple):
+    """The tracked modes; the defaults are a freshly reset terminal.
+
+    A NamedTuple, not a dataclass: `dataclasses` imports `inspect`, 1.6 MB that
+    every session's relay would carry for nothing.
+    """
 
     alt_screen: int = 0  # 0, or the code last set: 47, 1047 or 1049
     cursor_visible: bool = True
@@ -105,11 +108,11 @@ class ModeTracker:
             elif single == b"c":  # RIS
                 self._modes = _DEFAULTS
             elif single is None:  # DECSTR
-                self._modes = replace(
-                    self._modes, cursor_visible=True, app_cursor_keys=False, app_keypad=False
+                self._modes = self._modes._replace(
+                    cursor_visible=True, app_cursor_keys=False, app_keypad=False
                 )
             else:  # DECKPAM / DECKPNM
-                self._modes = replace(self._modes, app_keypad=single == b"=")
+                self._modes = self._modes._replace(app_keypad=single == b"=")
         last_esc = buf.rfind(b"\x1b", max(0, len(buf) - _LONGEST_PARTIAL))
         partial = last_esc >= 0 and _PARTIAL.fullmatch(buf, last_esc) is not None
         self._carry = buf[last_esc:] if partial else b""
@@ -156,12 +159,12 @@ class ModeTracker:
                 continue  # an empty parameter is 0, which is no mode
             code = int(field)
             if code in _ALT_SCREENS:
-                modes = replace(modes, alt_screen=code if enable else 0)
+                modes = modes._replace(alt_screen=code if enable else 0)
             elif code in _MOUSE_TRACKING:
-                modes = replace(modes, mouse_tracking=code if enable else 0)
+                modes = modes._replace(mouse_tracking=code if enable else 0)
             elif code in _MOUSE_ENCODINGS:
                 if enable or modes.mouse_encoding == code:
-                    modes = replace(modes, mouse_encoding=code if enable else 0)
+                    modes = modes._replace(mouse_encoding=code if enable else 0)
             elif code in _SWITCHES:
-                modes = replace(modes, **{_SWITCHES[code]: enable})
+                modes = modes._replace(**{_SWITCHES[code]: enable})
         self._modes = modes

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Mode = Literal["interactive", "command", "pipe"]
 
@@ -19,8 +18,7 @@ SFTP_SERVERS = (
 )
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """The program to start: executable path, argv (argv[0] may be "-bash") and environment."""
 
     mode: Mode

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from idlewrap.terminal import set_size
 
 _DEFAULT_SIGNALS = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
 
 
-@dataclass(frozen=True)
-class Child:
+class Child(NamedTuple):
     """A started program: its pid and the wrapper's end of its input (and output, on a pty)."""
 
     pid: int

@@ -76,6 +76,14 @@ class E2E:
         infra.cleanup_run_dir()
 
 
+@pytest.fixture
+def trusted_dir() -> Iterator[Path]:
+    """A fresh root-owned 0755 directory whose parents only root can write."""
+    path = infra.private_dir("trusted")
+    yield path
+    shutil.rmtree(path)
+
+
 @pytest.fixture(scope="session")
 def e2e() -> Iterator[E2E]:
     """The real parts; only root tests may use it."""

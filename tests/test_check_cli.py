@@ -2,9 +2,8 @@
 
 import os
 import re
-import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,6 @@ SAMPLE_POLICY = infra.REPO / "etc" / "idlewrap" / "idlewrap.toml"
 SAMPLE_SSHD = infra.REPO / "etc" / "ssh" / "sshd_config.d" / "50-idlewrap.conf"
 
 pytestmark = pytest.mark.root
-
-
-@pytest.fixture
-def trusted_dir() -> Iterator[Path]:
-    """A fresh root-owned 0755 directory whose parents only root can write."""
-    path = infra.private_dir("check")
-    yield path
-    shutil.rmtree(path)
 
 
 Run = Callable[[Path], tuple[int, str, str]]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from itertools import pairwise
 
 import pytest
@@ -271,4 +270,4 @@ def test_reset_reaches_defaults(data: bytes) -> None:
 
 
 def test_modes_are_hashable() -> None:
-    assert len({DEFAULT, replace(DEFAULT), Modes(alt_screen=47)}) == 2
+    assert len({DEFAULT, DEFAULT._replace(), Modes(alt_screen=47)}) == 2

@@ -5,8 +5,7 @@ import json
 import math
 import os
 import re
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from pathlib import Path
 from typing import Any
@@ -303,14 +302,6 @@ def test_deep_nesting_is_an_error_not_a_crash() -> None:
 
 
 # ---------------------------------------------------------------- loading from disk
-
-
-@pytest.fixture
-def trusted_dir() -> Iterator[Path]:
-    """A fresh root-owned 0755 directory whose parents only root can write."""
-    path = infra.private_dir("policy")
-    yield path
-    shutil.rmtree(path)
 
 
 def test_failsafe_missing_file() -> None:

@@ -1,25 +1,14 @@
 """trust.read_trusted: root-owned file and directories only, symlinks followed safely."""
 
 import os
-import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from idlewrap.trust import MAX_BYTES, TrustError, read_trusted
-from tests import infra
 
 OTHER_UID = 1001
-
-
-@pytest.fixture
-def trusted_dir() -> Iterator[Path]:
-    """A fresh root-owned 0755 directory whose parents only root can write."""
-    path = infra.private_dir("trust")
-    yield path
-    shutil.rmtree(path)
 
 
 def _file(path: Path, text: str = "x = 1\n", *, uid: int = 0, mode: int = 0o644) -> Path:

@@ -1,0 +1,110 @@
+"""The deployed wrapper for one login: who it is, what the policy says, what to run.
+
+sshd starts it as a ForceCommand (`python3 -I -m idlewrap`) or as the account's
+login shell (the launcher). Command sessions are exec'd untouched; the rest run
+under the deadline through wrapper.run_relayed.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import sys
+from collections.abc import Mapping
+
+from idlewrap.events import EventLog, connection_fields, new_session_id
+from idlewrap.hardening import protect_process
+from idlewrap.identity import LoginContext, SessionKind, groups_of, parse_ssh_connection
+from idlewrap.policy import Problem, load_policy_failsafe, resolve
+from idlewrap.session import Plan, plan, real_shell
+from idlewrap.spawn import exec_replacing
+from idlewrap.wrapper import EXIT_NO_SHELL, Limits, run_relayed
+
+
+def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> int:
+    """The deployed wrapper (ForceCommand or login shell): one guarded session."""
+    protect_process()
+    account = pwd.getpwuid(os.getuid())
+    tty = os.isatty(0)
+    policy, problems = load_policy_failsafe(config)
+    address, _ = parse_ssh_connection(env.get("SSH_CONNECTION"))
+    # `ssh -t host CMD` is relayed under the deadline, but it is still a command session
+    kind: SessionKind = "interactive" if command is None else "command"
+    ctx = LoginContext(account.pw_name, account.pw_uid, groups_of(account.pw_name), address, kind)
+    resolved = resolve(policy, ctx)
+    settings = resolved.settings
+    shell = real_shell(settings.shell, account.pw_shell)
+    todo = plan(shell=shell, command=command, tty=tty, env=dict(env))
+    events = EventLog(
+        policy.log_socket,
+        base={
+            "user": account.pw_name,
+            "uid": account.pw_uid,
+            **connection_fields(env),
+            "tty": os.ttyname(0) if tty else None,
+            "session": new_session_id(),
+            "pid": os.getpid(),
+            "mode": todo.mode,
+            "rule": resolved.rule,
+            "idle_timeout": None if settings.exempt else settings.idle_timeout,
+            "warn_before": None if settings.exempt else settings.warn_before,
+            "action": settings.action,
+        },
+        stderr_fd=-1 if todo.mode == "command" else 2,
+    )
+    _report_problems(problems, config, events)
+    _report_loader_variables(env, events)
+    events.emit("session_start", shell=shell)
+    if settings.exempt:
+        events.emit("exempt", reason=f"policy {resolved.sources.get('exempt', 'default')}")
+    if todo.mode == "command":
+        events.close()
+        return _exec(todo)
+    limits = Limits(
+        idle_timeout=settings.idle_timeout,
+        warn_before=settings.warn_before,
+        exempt=settings.exempt,
+        message=settings.message.replace("{user}", account.pw_name),
+        warning=settings.warning,
+        bell=settings.bell,
+    )
+    try:
+        return run_relayed(todo, limits, events, term=env.get("TERM"))
+    finally:
+        events.close()
+
+
+def _exec(todo: Plan) -> int:
+    try:
+        exec_replacing(todo.path, todo.argv, todo.env)
+    except OSError as e:
+        print(f"idlewrap: cannot run {todo.path}: {e.strerror}", file=sys.stderr)
+    return EXIT_NO_SHELL
+
+
+def _report_loader_variables(env: Mapping[str, str], events: EventLog) -> None:
+    """LD_* reached the wrapper: the deployment lets users set its environment.
+
+    A preloaded library ran before this line and could hide itself, so this only
+    catches the careless; the fix is in PAM/sshd (docs/deploy.md, "pam_env").
+    """
+    found = sorted(name for name in env if name.startswith("LD_"))
+    if found:
+        events.emit("config_error", reason="unsafe_environment", variables=",".join(found))
+
+
+def _report_problems(problems: list[Problem], config: str, events: EventLog) -> None:
+    """A broken policy means built-in defaults: say so once on stderr and once in the log."""
+    if not problems:
+        return
+    missing = not os.path.lexists(config)
+    first = str(problems[0])
+    more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+    events.emit(
+        "config_error",
+        reason="missing" if missing else "invalid",
+        problem=first + more,
+        config=config,
+    )
+    if not missing:
+        print(f"idlewrap: {first}{more}; using built-in defaults", file=sys.stderr)
