@@ -31,18 +31,15 @@ def spawn_in_pty(path: str, argv: list[str], env: dict[str, str], size: tuple[in
     try:
         set_size(slave, *size)
         slave_name = os.ttyname(slave)
-        pid = os.posix_spawn(
+        pid = _spawn_session(
             path,
             argv,
             env,
-            file_actions=[
+            [
                 (os.POSIX_SPAWN_OPEN, 0, slave_name, os.O_RDWR, 0),
                 (os.POSIX_SPAWN_DUP2, 0, 1),
                 (os.POSIX_SPAWN_DUP2, 0, 2),
             ],
-            setsid=True,
-            setsigmask=(),
-            setsigdef=_DEFAULT_SIGNALS,
         )
     except BaseException:
         os.close(master)
@@ -56,21 +53,28 @@ def spawn_on_pipe(path: str, argv: list[str], env: dict[str, str]) -> Child:
     """Run `path` in a new session reading a pipe; its output goes straight to ours."""
     read_end, write_end = os.pipe()
     try:
-        pid = os.posix_spawn(
-            path,
-            argv,
-            env,
-            file_actions=[(os.POSIX_SPAWN_DUP2, read_end, 0)],
-            setsid=True,
-            setsigmask=(),
-            setsigdef=_DEFAULT_SIGNALS,
-        )
+        pid = _spawn_session(path, argv, env, [(os.POSIX_SPAWN_DUP2, read_end, 0)])
     except BaseException:
         os.close(write_end)
         raise
     finally:
         os.close(read_end)
     return Child(pid=pid, fd=write_end, pty=False)
+
+
+def _spawn_session(
+    path: str, argv: list[str], env: dict[str, str], file_actions: list[tuple[int | str, ...]]
+) -> int:
+    """posix_spawn into a new session, with default signal handling and nothing blocked."""
+    return os.posix_spawn(
+        path,
+        argv,
+        env,
+        file_actions=file_actions,
+        setsid=True,
+        setsigmask=(),
+        setsigdef=_DEFAULT_SIGNALS,
+    )
 
 
 def exec_replacing(path: str, argv: list[str], env: dict[str, str]) -> None:
