@@ -50,12 +50,16 @@ def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 
         time.sleep(interval)
 
 
+_created: list[Path] = []  # this process's directories under RUN_DIR
+
+
 def private_dir(name: str) -> Path:
     """A fresh root-owned 0755 directory under /run/idlewrap-tests."""
     RUN_DIR.mkdir(mode=0o755, exist_ok=True)
     os.chmod(RUN_DIR, 0o755)
     path = Path(tempfile.mkdtemp(prefix=f"{name}.", dir=RUN_DIR))
     os.chmod(path, 0o755)
+    _created.append(path)
     return path
 
 
@@ -283,5 +287,10 @@ def kill_quietly(pid: int) -> None:
 
 
 def cleanup_run_dir() -> None:
-    """Remove everything the tests put under /run/idlewrap-tests."""
-    shutil.rmtree(RUN_DIR, ignore_errors=True)
+    """Remove what this run put under /run/idlewrap-tests.
+
+    Only our own directories: another pytest run may be using the rest right now (its
+    policies and sockets), and RUN_DIR itself stays for it.
+    """
+    while _created:
+        shutil.rmtree(_created.pop(), ignore_errors=True)
