@@ -82,13 +82,17 @@ def _exec(todo: Plan) -> int:
     return EXIT_NO_SHELL
 
 
+# glibc variables besides LD_* that make a program load code or change how it runs
+_LOADER_VARIABLES = frozenset({"GCONV_PATH", "GLIBC_TUNABLES", "LOCPATH", "NLSPATH", "HOSTALIASES"})
+
+
 def _report_loader_variables(env: Mapping[str, str], events: EventLog) -> None:
-    """LD_* reached the wrapper: the deployment lets users set its environment.
+    """LD_* (or the like) reached the wrapper: the deployment lets users set its environment.
 
     A preloaded library ran before this line and could hide itself, so this only
     catches the careless; the fix is in PAM/sshd (docs/deploy.md, "pam_env").
     """
-    found = sorted(name for name in env if name.startswith("LD_"))
+    found = sorted(name for name in env if name.startswith("LD_") or name in _LOADER_VARIABLES)
     if found:
         events.emit("config_error", reason="unsafe_environment", variables=",".join(found))
 

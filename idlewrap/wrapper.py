@@ -87,12 +87,14 @@ def run_relayed(todo: Plan, limits: Limits, events: Events, *, term: str | None)
     if pty:
         with raw_mode(0), nonblocking(0, 1):
             result = relay.run()
+            status = _report_end(result, events)  # logged at the deadline, not after cleanup
             _say_goodbye(result, relay, limits, child)
     else:
         result = relay.run()
+        status = _report_end(result, events)
         _say_goodbye(result, relay, limits, child)
     _end_session(child, relay)
-    return _report_end(result, events)
+    return status
 
 
 def _say_goodbye(result: Result, relay: Relay, limits: Limits, child: Child) -> None:
@@ -124,6 +126,7 @@ def _end_session(child: Child, relay: Relay) -> None:
 
 
 def _report_end(result: Result, events: Events) -> int:
+    """Log how the session ended; return the wrapper's exit status."""
     idle = round(result.idle)
     if result.outcome is Outcome.TIMEOUT:
         events.emit("timeout", idle=idle)
