@@ -3,7 +3,9 @@
 Two forms, chosen by `open_overlay`:
 
 * a box drawn with urwid on the alternate screen, centred, with a countdown; a
-  compact form without a frame when the terminal is too small for the box;
+  compact form without a frame when the terminal is too small for the box. Over a
+  program that is on the alternate screen itself (vim, less) it is drawn on that
+  screen, without switching, and the program repaints afterwards;
 * one line redrawn in place with carriage returns, for terminals urwid cannot
   drive (TERM unset, ``dumb``, ``unknown``, or no terminfo entry for it).
 
@@ -62,14 +64,20 @@ class Overlay(Protocol):
         """The window size changed: redraw at the new size."""
 
     def close(self) -> None:
-        """Remove the warning: main screen, cursor visible where it was before `show`."""
+        """Remove the warning: main screen, cursor visible where it was before `show`.
+
+        Drawn `on_alt_screen`, the box stays there for the program to repaint over.
+        """
 
 
-def open_overlay(out_fd: int, text: str, *, bell: bool, term: str | None) -> Overlay:
+def open_overlay(
+    out_fd: int, text: str, *, bell: bool, term: str | None, on_alt_screen: bool = False
+) -> Overlay:
     """The warning for the terminal on `out_fd`, not drawn yet.
 
     `text` is the policy's warning text, `bell` rings the terminal bell once on
-    `show`, `term` is the terminal type (TERM). urwid is imported here, never
+    `show`, `term` is the terminal type (TERM), `on_alt_screen` says the program is
+    on the alternate screen, so the box goes there. urwid is imported here, never
     before: a session that is never warned does not pay for it. Writes never
     leave a frame half drawn, even on a non-blocking `out_fd`; a terminal that
     accepts nothing for `_WRITE_TIMEOUT` seconds raises `TimeoutError`.
@@ -77,7 +85,7 @@ def open_overlay(out_fd: int, text: str, *, bell: bool, term: str | None) -> Ove
     if _can_draw_boxes(term):
         # A broken or missing urwid must not cost the user the warning.
         with contextlib.suppress(Exception):
-            return _BoxOverlay(out_fd, text, bell=bell, term=term)
+            return _BoxOverlay(out_fd, text, bell=bell, term=term, on_alt_screen=on_alt_screen)
     return _LineOverlay(out_fd, text, bell=bell)
 
 
@@ -126,11 +134,12 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 class _TerminalWriter:
-    """The text stream urwid writes to: held until `flush`, then written whole."""
+    """The text stream urwid writes to: held until `flush`, then written whole, less `omit`."""
 
-    def __init__(self, fd: int, encoding: str) -> None:
+    def __init__(self, fd: int, encoding: str, omit: tuple[str, ...] = ()) -> None:
         self._fd = fd
         self._encoding = encoding
+        self._omit = omit
         self._pending: list[str] = []
 
     def write(self, data: str) -> int:
@@ -138,9 +147,11 @@ class _TerminalWriter:
         return len(data)
 
     def flush(self) -> None:
-        data = "".join(self._pending).encode(self._encoding, "replace")
+        text = "".join(self._pending)
         self._pending.clear()
-        _write_all(self._fd, data)
+        for sequence in self._omit:
+            text = text.replace(sequence, "")
+        _write_all(self._fd, text.encode(self._encoding, "replace"))
 
 
 def _keep_signal(
@@ -157,14 +168,22 @@ def _keep_signal(
 class _BoxOverlay:
     """The box (or its compact form) drawn by urwid on the alternate screen."""
 
-    def __init__(self, out_fd: int, text: str, *, bell: bool, term: str) -> None:
+    def __init__(
+        self, out_fd: int, text: str, *, bell: bool, term: str, on_alt_screen: bool
+    ) -> None:
         import urwid
+        from urwid.display import escape
 
         self._fd = out_fd
         self._text = text
         self._bell = bell
         self._remaining = 0
-        self._writer = _TerminalWriter(out_fd, urwid.util.get_encoding())
+        # The program's own ?1049h saved the cursor its ?1049l will restore when it exits.
+        # xterm saves the cursor again on every ?1049h, also on the alternate screen, so
+        # urwid's switch there would lose the program's: its screen is drawn over instead.
+        switch = escape.PrivateMode.ALTERNATE_SCREEN_BUFFER
+        omit = (switch.enable_seq, switch.disable_seq) if on_alt_screen else ()
+        self._writer = _TerminalWriter(out_fd, urwid.util.get_encoding(), omit)
         # urwid's input must not be a tty: given one, start() sends DECRQM probes whose
         # replies would reach the program, and stop() flushes the user's typed-ahead input.
         # Nothing ever reads this pipe; urwid only checks what it is.

@@ -400,7 +400,11 @@ class Relay:
         self._flush_to_user(1.0)
         remaining = self.deadline.expires_at - now
         self.overlay = open_overlay(
-            self.user_out, self.style.text, bell=self.style.bell, term=self.style.term
+            self.user_out,
+            self.style.text,
+            bell=self.style.bell,
+            term=self.style.term,
+            on_alt_screen=self.modes.alt_screen,
         )
         self.overlay.show(round(remaining))
         self.next_tick = now + _to_next_second(remaining)
@@ -425,6 +429,11 @@ class Relay:
         self.overlay = None
         self.next_tick = None
         restore = self.modes.restore_sequence()
+        if self.modes.alt_screen:
+            # The box was drawn on the program's screen, which was never left: entering it
+            # again would clear it and, with ?1049, overwrite the cursor the program saved.
+            code = self.modes.snapshot().alt_screen
+            restore = restore.removeprefix(b"\x1b[?%dh" % code)
         if restore:
             self.to_user = self._write(self.user_out, self.to_user + restore, user_side=True)
         if self.modes.alt_screen:

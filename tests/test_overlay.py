@@ -70,6 +70,21 @@ def test_known_terminals_get_the_box(pipe: tuple[int, int], term: str) -> None:
     assert out.endswith(b"\x1b[?1049l\x1b[?25h")
 
 
+def test_over_a_program_on_the_alternate_screen_the_box_stays_on_that_screen(
+    pipe: tuple[int, int],
+) -> None:
+    read_end, write_end = pipe
+    warning = open_overlay(write_end, TEXT, bell=False, term="screen", on_alt_screen=True)
+    warning.show(42)
+    warning.close()
+    os.set_blocking(read_end, False)
+    out = os.read(read_end, 1 << 20)
+    assert b"Press any key to stay connected" in out
+    # xterm saves the cursor on every ?1049h: one here would lose the program's saved cursor
+    assert b"\x1b[?1049" not in out
+    assert out.endswith(b"\x1b[?25h")
+
+
 def test_terminfo_is_searched_where_ncurses_looks(
     pipe: tuple[int, int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
