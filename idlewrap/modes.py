@@ -118,10 +118,11 @@ class ModeTracker:
         self._carry = buf[last_esc:] if partial else b""
 
     def restore_sequence(self) -> bytes:
-        """Bytes that re-enter the program's modes on a terminal at its defaults.
+        """Bytes that re-enter the program's modes (all but the screen) after the warning.
 
-        The alternate screen comes first, so the rest applies to the screen the program
-        draws on.
+        The screen is left out: the warning is drawn on whichever screen the program is
+        on, so it is never left, and re-entering ?1049 would overwrite the cursor the
+        program saved there.
         """
         modes = self._modes
         enable = [code for code in (modes.mouse_tracking, modes.mouse_encoding) if code]
@@ -136,7 +137,6 @@ class ModeTracker:
         ]
         return b"".join(
             (
-                _private_modes((modes.alt_screen,) if modes.alt_screen else (), True),
                 _private_modes(enable, True),
                 _private_modes(() if modes.cursor_visible else (25,), False),
                 _KEYPAD_APPLICATION if modes.app_keypad else b"",

@@ -14,9 +14,8 @@ import errno
 import os
 import select
 import signal
-from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from idlewrap import deadline as clock
 from idlewrap.input_classifier import InputClassifier
@@ -32,7 +31,9 @@ CHUNK = 65536
 ESC_DELAY = 0.05  # like a terminal's escape delay: a lone ESC not followed by more is the Esc key
 DRAIN_QUIET = 0.1  # after the program exits, stop reading once its pty has been quiet this long
 DEADMAN_GRACE = 5.0  # the kernel kills a wrapper that missed its deadline by this much
-REPAINT_DELAY = 0.05  # between the two resizes that make a full-screen program repaint
+DRAIN_HELD = 0.2  # at a timeout, how long output held under the warning may take to show
+DRAIN_HELD_BYTES = 1 << 20
+REPAINT_WAIT = 0.5  # longest wait for a full-screen program to react to the first resize
 
 _ENDING_SIGNALS = (
     signal.SIGTERM,
@@ -56,8 +57,7 @@ class Outcome(Enum):
     KILLED = "killed"  # the wrapper was told to stop by a signal
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(NamedTuple):
     """How a session ended."""
 
     outcome: Outcome
@@ -80,8 +80,7 @@ class DeadMan(Protocol):
     def disarm(self) -> None: ...
 
 
-@dataclass(frozen=True)
-class WarningStyle:
+class WarningStyle(NamedTuple):
     """What the warning shows (from the policy)."""
 
     text: str
@@ -261,6 +260,10 @@ class Relay:
             self.child_out_open = False
             return
         self.last_output = clock.now()
+        if self.repaint_at is not None:
+            # it has seen the smaller size (a program that only repaints on a real change,
+            # like less, must not miss it): the full size can come back now
+            self.repaint_at = self.last_output
         self.modes.feed(data)
         self.to_user = self._write(self.user_out, data, user_side=True)
 
@@ -429,11 +432,6 @@ class Relay:
         self.overlay = None
         self.next_tick = None
         restore = self.modes.restore_sequence()
-        if self.modes.alt_screen:
-            # The box was drawn on the program's screen, which was never left: entering it
-            # again would clear it and, with ?1049, overwrite the cursor the program saved.
-            code = self.modes.snapshot().alt_screen
-            restore = restore.removeprefix(b"\x1b[?%dh" % code)
         if restore:
             self.to_user = self._write(self.user_out, self.to_user + restore, user_side=True)
         if self.modes.alt_screen:
@@ -441,19 +439,38 @@ class Relay:
             rows, cols = get_size(self.user_out)
             with contextlib.suppress(OSError):
                 set_size(self.child.fd, max(rows - 1, 1), cols)
-            self.repaint_at = clock.now() + REPAINT_DELAY
+            self.repaint_at = clock.now() + REPAINT_WAIT
 
     # -- the end ----------------------------------------------------------------------------
 
     def _finish(self, outcome: Outcome, *, signum: int | None = None, reason: str = "") -> None:
         if self.result is not None:
             return
+        idle = self.deadline.idle_for(clock.now()) if self.deadline else 0.0
         if self.overlay is not None and outcome is not Outcome.DISCONNECT:
             with contextlib.suppress(OSError):
                 self.overlay.close()
             self.overlay = None
-        idle = self.deadline.idle_for(clock.now()) if self.deadline else 0.0
+            self._drain_held()
+            if self.result is not None:  # the terminal went away while draining
+                return
         self.result = Result(outcome, self.child_status, signum, idle, reason)
+
+    def _drain_held(self) -> None:
+        """Output held under the warning is shown before the goodbye, not dropped."""
+        end = clock.now() + DRAIN_HELD
+        budget = DRAIN_HELD_BYTES
+        while self.child_out_open and budget > 0 and self.result is None and clock.now() < end:
+            try:
+                data = os.read(self.child.fd, min(CHUNK, budget))
+            except OSError:  # EAGAIN: nothing more is held; EIO: the program is gone
+                return
+            if not data:
+                return
+            budget -= len(data)
+            self.modes.feed(data)
+            self.to_user += data
+            self._flush_to_user(end - clock.now())
 
     def terminal_reset(self) -> bytes:
         """Bytes that leave the user's terminal in sane modes whatever the program set."""

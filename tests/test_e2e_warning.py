@@ -349,3 +349,20 @@ def test_output_is_held_while_the_box_is_up_and_shown_in_order_after(
 
     pane.wait(lambda: 30 in numbers(), "the job's last number", 8)
     assert numbers() == list(range(1, 31))
+
+
+def test_output_held_when_the_session_times_out_is_shown_before_the_message(
+    login: Callable[..., Pane],
+) -> None:
+    pane = login()
+    # Writes only while the box is up (2 s to 6 s after the last key), and nobody comes back.
+    pane.send("-l", "(sleep 2.5; for i in $(seq 1 20); do echo h$i; sleep 0.05; done) &")
+    pane.send("Enter")
+    pane.wait_box()
+    assert pane.wait_exit() == 124
+    history = pane.lines("-S", "-200")
+    held = [int(m[1]) for line in history if (m := re.search(r"(?:^|\$ )h(\d+)$", line))]
+    assert held == list(range(1, 21)), held
+    last_number = max(i for i, line in enumerate(history) if re.search(r"h20$", line))
+    message = next(i for i, line in enumerate(history) if MESSAGE in line)
+    assert last_number < message
