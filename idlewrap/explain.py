@@ -1,7 +1,6 @@
 """``idlewrap policy``: the effective settings for one login (like ``sshd -T -C user=...``)."""
 
 import argparse
-import dataclasses
 import json
 import sys
 from ipaddress import ip_address
@@ -56,7 +55,7 @@ def _address(text: str) -> Address:
 
 def _as_json(resolved: Resolved) -> str:
     return json.dumps({
-        "settings": dataclasses.asdict(resolved.settings),
+        "settings": resolved.settings._asdict(),
         "sources": resolved.sources,
         "rule": resolved.rule,
         "clamped": resolved.clamped,

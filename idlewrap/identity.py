@@ -3,17 +3,15 @@
 import grp
 import os
 import pwd
-from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Address = IPv4Address | IPv6Address
 SessionKind = Literal["interactive", "command"]
 SESSION_KINDS: tuple[SessionKind, ...] = ("interactive", "command")
 
 
-@dataclass(frozen=True)
-class LoginContext:
+class LoginContext(NamedTuple):
     """The facts about one login that policy rules select on."""
 
     user: str

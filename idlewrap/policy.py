@@ -13,10 +13,9 @@ import pwd
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
 from functools import cached_property
 from ipaddress import IPv4Network, IPv6Network, ip_network
-from typing import Any
+from typing import Any, NamedTuple
 
 from idlewrap.durations import DurationError, format_duration, parse_duration
 from idlewrap.identity import SESSION_KINDS, Address, LoginContext
@@ -26,8 +25,7 @@ DEFAULT_CONFIG = "/etc/idlewrap/idlewrap.toml"
 DEFAULT_SYSLOG_SOCKET = "/dev/log"
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """Effective settings for one session."""
 
     idle_timeout: int  # seconds
@@ -50,11 +48,10 @@ DEFAULTS = Settings(
     action="terminate",
     bell=True,
 )
-SETTING_NAMES = tuple(f.name for f in fields(Settings))
+SETTING_NAMES = Settings._fields
 
 
-@dataclass(frozen=True)
-class Overrides:
+class Overrides(NamedTuple):
     """The settings one place (the top level or a rule) sets; None: not set there."""
 
     idle_timeout: int | None = None
@@ -70,8 +67,7 @@ class Overrides:
 Network = IPv4Network | IPv6Network
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     """One ``[[match]]`` rule: selectors (None: not given) and the settings it sets."""
 
     label: str
@@ -106,8 +102,7 @@ def _address_in(address: Address | None, networks: Iterable[Network]) -> bool:
     return any(a in net for a in candidates for net in networks)
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     """Something wrong (or, with ``warning``, suspicious) in a policy file."""
 
     path: str
@@ -128,8 +123,7 @@ class PolicyError(Exception):
         self.problems = problems
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(NamedTuple):
     """A validated policy: top-level settings, rules in order, and the log socket."""
 
     top: Overrides
@@ -141,8 +135,7 @@ class Policy:
 BUILTIN_POLICY = Policy(top=Overrides(), rules=())
 
 
-@dataclass(frozen=True)
-class Resolved:
+class Resolved(NamedTuple):
     """Settings for one login, where each came from, and the first matching rule."""
 
     settings: Settings

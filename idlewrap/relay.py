@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from idlewrap.overlay import Overlay
 
 CHUNK = 65536
+OUTPUT_BURST = 16  # chunks read in a row before input gets its turn
 ESC_DELAY = 0.05  # like a terminal's escape delay: a lone ESC not followed by more is the Esc key
 DRAIN_QUIET = 0.1  # after the program exits, stop reading once its pty has been quiet this long
 DEADMAN_GRACE = 5.0  # the kernel kills a wrapper that missed its deadline by this much
@@ -138,16 +139,20 @@ class Relay:
         self._install_signals()
         self._arm_deadman(clock.now())
         poller = select.poll()
+        registered: dict[int, int] = {}
         while self.result is None:
             now = clock.now()
-            timeout = self._next_wake(now)
-            self._register(poller)
-            ms = None if timeout is None else max(0, int((timeout - now) * 1000) + 1)
+            wake = self._next_wake(now)
+            self._register(poller, registered)
+            ms = None if wake is None else max(0, int((wake - now) * 1000) + 1)
             for fd, mask in poller.poll(ms):
                 self._dispatch(fd, mask)
                 if self.result is not None:
                     break
-            if self.result is None:
+            # Timers run only when one is due, or while an exited program is drained:
+            # a relayed chunk pays for no bookkeeping.
+            due = wake is not None and clock.now() >= wake
+            if self.result is None and (due or self.exited_at is not None):
                 self._on_time(clock.now())
         self.close()
         assert self.result is not None
@@ -162,7 +167,8 @@ class Relay:
         if self.deadman is not None:
             self.deadman.disarm()
 
-    def _register(self, poller: select.poll) -> None:
+    def _register(self, poller: select.poll, registered: dict[int, int]) -> None:
+        """Poll for what each fd is wanted for now; `registered` is what poll has."""
         wants: dict[int, int] = {self.wake_r: select.POLLIN}
         if self.user_in_open and not self.to_child:
             wants[self.user_in] = _POLL_IN
@@ -172,12 +178,15 @@ class Relay:
             wants[self.child.fd] = wants.get(self.child.fd, 0) | _POLL_IN
         if self.to_user:
             wants[self.user_out] = wants.get(self.user_out, 0) | _POLL_OUT
-        for fd in (self.user_in, self.user_out, self.child.fd):
-            if fd not in wants:
-                with contextlib.suppress(KeyError):
-                    poller.unregister(fd)
+        if wants == registered:
+            return
+        for fd in registered.keys() - wants.keys():
+            poller.unregister(fd)
         for fd, mask in wants.items():
-            poller.register(fd, mask)
+            if registered.get(fd) != mask:
+                poller.register(fd, mask)
+        registered.clear()
+        registered.update(wants)
 
     def _dispatch(self, fd: int, mask: int) -> None:
         if fd == self.wake_r:
@@ -250,22 +259,28 @@ class Relay:
     # -- program output ---------------------------------------------------------------------
 
     def _on_child_output(self) -> None:
-        try:
-            data = os.read(self.child.fd, CHUNK)
-        except BlockingIOError:
-            return
-        except OSError:  # EIO: every slave fd is closed
-            data = b""
-        if not data:
-            self.child_out_open = False
-            return
-        self.last_output = clock.now()
-        if self.repaint_at is not None:
-            # it has seen the smaller size (a program that only repaints on a real change,
-            # like less, must not miss it): the full size can come back now
-            self.repaint_at = self.last_output
-        self.modes.feed(data)
-        self.to_user = self._write(self.user_out, data, user_side=True)
+        # A pty hands out about 4 KB a read: reading on while the terminal keeps up costs
+        # one poll per burst instead of one per chunk, and input is still read between bursts.
+        for _ in range(OUTPUT_BURST):
+            try:
+                data = os.read(self.child.fd, CHUNK)
+            except BlockingIOError:
+                return
+            except OSError:  # EIO: every slave fd is closed
+                data = b""
+            if not data:
+                self.child_out_open = False
+                return
+            if self.exited_at is not None or self.repaint_at is not None:
+                self.last_output = clock.now()
+                if self.repaint_at is not None:
+                    # it has seen the smaller size (less repaints only on a real change,
+                    # so it must not miss it): the full size can come back now
+                    self.repaint_at = self.last_output
+            self.modes.feed(data)
+            self.to_user = self._write(self.user_out, data, user_side=True)
+            if self.to_user or self.result is not None:
+                return
 
     # -- writing ----------------------------------------------------------------------------
 

@@ -559,7 +559,7 @@ def test_resolve_matches_reference(top: dict[str, Any], rule_list: list[dict[str
     clamped = expected["warn_before"] >= expected["idle_timeout"]
     if clamped:
         expected["warn_before"] = expected["idle_timeout"] // 2
-    assert resolved.settings.__dict__ == expected
+    assert resolved.settings._asdict() == expected
     assert resolved.clamped == clamped
     assert resolved.settings.warn_before < resolved.settings.idle_timeout
     assert resolved.rule == (matching[0][1].get("name", f"match[{matching[0][0]}]")
