@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -85,6 +84,8 @@ def _demo(args: list[str]) -> int:
     command = options.command[1:] if options.command[:1] == ["--"] else options.command
     if not command:
         command = [os.environ.get("SHELL") or "/bin/sh"]
+    import shutil  # the demo's alone: sessions do not carry it
+
     path = shutil.which(command[0])
     if path is None:
         parser.error(f"command not found: {command[0]}")
