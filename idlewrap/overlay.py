@@ -20,14 +20,12 @@ import errno
 import locale
 import os
 import re
-import select
 import signal
-import time
 from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
-from idlewrap.terminal import get_size
+from idlewrap.terminal import get_size, write_all
 
 if TYPE_CHECKING:
     import urwid
@@ -118,19 +116,9 @@ def _has_terminfo(term: str) -> bool:
 
 
 def _write_all(fd: int, data: bytes) -> None:
-    """Write all of `data` to `fd`, waiting out EAGAIN on a non-blocking fd."""
-    deadline = time.monotonic() + _WRITE_TIMEOUT
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view) :]
-        except BlockingIOError:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(errno.ETIMEDOUT, "the terminal accepts no output") from None
-            poller = select.poll()
-            poller.register(fd, select.POLLOUT)
-            poller.poll(left * 1000)
+    """Write all of `data` to `fd`, or raise TimeoutError: a box is never half drawn."""
+    if write_all(fd, data, _WRITE_TIMEOUT):
+        raise TimeoutError(errno.ETIMEDOUT, "the terminal accepts no output")
 
 
 class _TerminalWriter:

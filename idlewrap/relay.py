@@ -21,7 +21,7 @@ from idlewrap import deadline as clock
 from idlewrap.input_classifier import InputClassifier
 from idlewrap.modes import ModeTracker
 from idlewrap.spawn import Child
-from idlewrap.terminal import get_size, set_size
+from idlewrap.terminal import get_size, set_size, write_all
 
 if TYPE_CHECKING:
     from idlewrap.deadline import IdleDeadline
@@ -292,7 +292,7 @@ class Relay:
             return data
         except OSError as e:
             if user_side:
-                self._finish(Outcome.DISCONNECT, reason=errno.errorcode.get(e.errno or 0, "error"))
+                self._user_gone(e)
             elif not self.child.pty:
                 self._close_child_input()
             return b""
@@ -300,13 +300,15 @@ class Relay:
 
     def _flush_to_user(self, timeout: float) -> None:
         """Write out held output before the screen is drawn over or the session ends."""
-        end = clock.now() + timeout
-        while self.to_user and self.result is None:
-            remaining = end - clock.now()
-            if remaining <= 0:
-                return
-            select.select([], [self.user_out], [], remaining)
-            self.to_user = self._write(self.user_out, self.to_user, user_side=True)
+        try:
+            self.to_user = write_all(self.user_out, self.to_user, max(timeout, 0.0))
+        except OSError as e:
+            self.to_user = b""
+            self._user_gone(e)
+
+    def _user_gone(self, error: OSError) -> None:
+        """Writing to the user's terminal failed: the client has gone."""
+        self._finish(Outcome.DISCONNECT, reason=errno.errorcode.get(error.errno or 0, "error"))
 
     # -- signals ----------------------------------------------------------------------------
 

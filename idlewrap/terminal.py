@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import select
 import struct
 import termios
+import time
 import tty
 from collections.abc import Iterator
 
@@ -27,6 +29,26 @@ def get_size(fd: int) -> tuple[int, int]:
 def set_size(fd: int, rows: int, cols: int) -> None:
     """Give the pty on `fd` a window size; the kernel sends SIGWINCH to its foreground group."""
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def write_all(fd: int, data: bytes, timeout: float) -> bytes:
+    """Write `data` to a (non-blocking) `fd`, waiting for room for up to `timeout` seconds.
+
+    Returns what could not be written in time (b"" when all of it was), so a client
+    that stopped reading never holds the caller longer than `timeout`. Errors other
+    than EAGAIN are raised.
+    """
+    end = time.monotonic() + timeout
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            select.select([], [fd], [], left)
+    return bytes(view)
 
 
 def set_nonblocking(fd: int) -> int:

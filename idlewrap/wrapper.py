@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import signal
 import sys
 from collections.abc import Mapping
@@ -22,7 +21,7 @@ from idlewrap.hardening import DeadMansSwitch, protect_process
 from idlewrap.relay import Events, Outcome, Relay, Result, WarningStyle
 from idlewrap.session import Plan
 from idlewrap.spawn import Child, spawn_in_pty, spawn_on_pipe
-from idlewrap.terminal import get_size, nonblocking, raw_mode
+from idlewrap.terminal import get_size, nonblocking, raw_mode, write_all
 
 EXIT_TIMEOUT = 124  # as timeout(1): the session was ended for being idle
 EXIT_NO_SHELL = 127
@@ -84,14 +83,12 @@ def run_relayed(todo: Plan, limits: Limits, events: Events, *, term: str | None)
         events=events,
         warning=WarningStyle(limits.warning, limits.bell, term),
     )
-    if pty:
-        with raw_mode(0), nonblocking(0, 1):
-            result = relay.run()
-            status = _report_end(result, events)  # logged at the deadline, not after cleanup
-            _say_goodbye(result, relay, limits, child)
-    else:
+    with contextlib.ExitStack() as terminal:
+        if pty:
+            terminal.enter_context(raw_mode(0))
+            terminal.enter_context(nonblocking(0, 1))
         result = relay.run()
-        status = _report_end(result, events)
+        status = _report_end(result, events)  # logged at the deadline, not after cleanup
         _say_goodbye(result, relay, limits, child)
     _end_session(child, relay)
     return status
@@ -107,15 +104,8 @@ def _say_goodbye(result: Result, relay: Relay, limits: Limits, child: Child) -> 
     if result.outcome is Outcome.TIMEOUT:
         message = limits.message.replace("{idle}", format_duration(limits.idle_timeout))
         text += f"\r\n{message}\r\n".encode() if child.pty else f"{message}\n".encode()
-    fd = 1 if child.pty else 2
-    give_up = clock.now() + 1.0  # a client that stopped reading must not hold up the teardown
-    while text and clock.now() < give_up:
-        try:
-            text = text[os.write(fd, text):]
-        except BlockingIOError:
-            select.select([], [fd], [], 0.1)
-        except OSError:
-            return
+    with contextlib.suppress(OSError):  # a client that stopped reading gets 1 s, not more
+        write_all(1 if child.pty else 2, text, 1.0)
 
 
 def _end_session(child: Child, relay: Relay) -> None:
