@@ -6,6 +6,10 @@
   idle deadline. The wrapper re-arms it while it runs; if it is stopped (SIGSTOP
   cannot be caught) it cannot, the timer fires, the pty master closes and the
   kernel hangs up the session. A stopped wrapper thus ends the session, not frees it.
+  It runs on CLOCK_MONOTONIC, which stands still while the machine is suspended: it
+  is there for a stopped or starved wrapper, and after a resume past the deadline
+  the wrapper (woken by its CLOCK_BOOTTIME alarm) ends the session the normal way,
+  with its message, its `timeout` event and its teardown.
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ import os
 import signal
 import time
 
+from idlewrap.libc import errno, libc, one_shot
+
 _PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
 _SIGEV_SIGNAL = 0
-
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class HardeningError(Exception):
@@ -27,9 +31,8 @@ class HardeningError(Exception):
 
 
 def _prctl(option: int, value: int) -> None:
-    if _libc.prctl(option, value, 0, 0, 0) != 0:
-        errno = ctypes.get_errno()
-        raise HardeningError(f"prctl({option}) failed: {os.strerror(errno)}")
+    if libc.prctl(option, value, 0, 0, 0) != 0:
+        raise HardeningError(f"prctl({option}) failed: {os.strerror(errno())}")
 
 
 def protect_process() -> None:
@@ -47,32 +50,21 @@ class _SigEvent(ctypes.Structure):
     )
 
 
-class _Timespec(ctypes.Structure):
-    _fields_ = (("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long))
-
-
-class _ITimerSpec(ctypes.Structure):
-    _fields_ = (("it_interval", _Timespec), ("it_value", _Timespec))
-
-
 class DeadMansSwitch:
-    """A CLOCK_BOOTTIME timer whose expiry SIGKILLs this process."""
+    """A CLOCK_MONOTONIC timer whose expiry SIGKILLs this process."""
 
     def __init__(self) -> None:
         event = _SigEvent(sigev_signo=signal.SIGKILL, sigev_notify=_SIGEV_SIGNAL)
         self._timer = ctypes.c_void_p()
-        if _libc.timer_create(time.CLOCK_BOOTTIME, ctypes.byref(event), ctypes.byref(self._timer)):
-            raise HardeningError(f"timer_create failed: {os.strerror(ctypes.get_errno())}")
+        if libc.timer_create(time.CLOCK_MONOTONIC, ctypes.byref(event), ctypes.byref(self._timer)):
+            raise HardeningError(f"timer_create failed: {os.strerror(errno())}")
 
     def arm(self, seconds: float) -> None:
         """Fire in `seconds` (replacing any earlier arming)."""
-        seconds = max(seconds, 0.001)
-        value = _Timespec(int(seconds), int((seconds % 1) * 1e9))
-        spec = _ITimerSpec(it_interval=_Timespec(0, 0), it_value=value)
-        if _libc.timer_settime(self._timer, 0, ctypes.byref(spec), None):
-            raise HardeningError(f"timer_settime failed: {os.strerror(ctypes.get_errno())}")
+        spec = one_shot(max(seconds, 0.001))
+        if libc.timer_settime(self._timer, 0, ctypes.byref(spec), None):
+            raise HardeningError(f"timer_settime failed: {os.strerror(errno())}")
 
     def disarm(self) -> None:
         """Never fire (teardown has begun, or the session is exempt)."""
-        spec = _ITimerSpec()
-        _libc.timer_settime(self._timer, 0, ctypes.byref(spec), None)
+        libc.timer_settime(self._timer, 0, ctypes.byref(one_shot(None)), None)

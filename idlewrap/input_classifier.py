@@ -14,6 +14,7 @@ recognised: in a UTF-8 stream 0x80-0x9F are continuation bytes, not C1 controls.
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 _ESC = 0x1B
 _BEL = 0x07
@@ -35,6 +36,18 @@ _MOUSE_REPORT = re.compile(rb"([0-9]+);[0-9]+;[0-9]+")
 _OSC_END = re.compile(rb"[\x07\x1b]")  # xterm ends OSC with BEL too
 _ST_START = re.compile(rb"\x1b")
 _REPORT_MARKERS = (b"?", b">", b"=")
+
+
+class Taken(NamedTuple):
+    """Input split around the first user action (see `InputClassifier.take_action`)."""
+
+    before: bytes  # what the terminal sent on its own before the action (reports)
+    action: bytes  # the action: one key, one escape sequence, or b"" if none completed
+    after: bytes  # not parsed yet: bytes after the action
+
+
+PASTE_START = b"\x1b[200~"
+PASTE_END = b"\x1b[201~"
 
 
 class InputClassifier:
@@ -72,6 +85,36 @@ class InputClassifier:
             acted = acted or action
             pos = after
         return acted
+
+    def take_action(self, data: bytes) -> Taken:
+        """Parse up to the end of the first user action in the held bytes plus `data`.
+
+        For the key that dismisses the warning: it is swallowed whole while what the
+        terminal sent on its own before it (`before`) and the bytes after it
+        (`after`, to be fed as usual) still reach the program. A key is one
+        character (a UTF-8 sequence whole) or one escape sequence. When no action
+        completes, an incomplete sequence at the end stays held: neither in
+        `before` nor forwarded, until more bytes or `expire()` tell what it is.
+        """
+        buf = self._carry + data
+        self._carry = b""
+        pos, end = 0, len(buf)
+        while pos < end:
+            if self._string:
+                pos = self._skip_string(buf, pos)
+                continue
+            esc = buf.find(b"\x1b", pos)
+            if esc != pos:  # text: a key
+                key_end = _character_end(buf, pos)
+                return Taken(buf[:pos], buf[pos:key_end], buf[key_end:])
+            after, action = self._escape(buf, esc)
+            if after == _INCOMPLETE:
+                self._carry = buf[esc:]
+                return Taken(buf[:esc], b"", b"")
+            if action:
+                return Taken(buf[:esc], buf[esc:after], buf[after:])
+            pos = after
+        return Taken(buf[: end - len(self._carry)], b"", b"")
 
     def expire(self) -> bool:
         """The escape delay passed with no more bytes: resolve what is pending.
@@ -117,6 +160,15 @@ class InputClassifier:
             return len(buf)
         self._string = 0
         return k + 2 if buf[k + 1] == _BACKSLASH else k
+
+
+def _character_end(buf: bytes, pos: int) -> int:
+    """End of the character starting at buf[pos]: a UTF-8 lead byte takes its continuations."""
+    end = pos + 1
+    if buf[pos] >= 0xC0:
+        while end < len(buf) and end - pos < 4 and 0x80 <= buf[end] <= 0xBF:
+            end += 1
+    return end
 
 
 def _control_sequence(buf: bytes, start: int) -> tuple[int, bool]:

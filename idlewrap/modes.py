@@ -1,22 +1,33 @@
 """Terminal modes the program set, tracked from its output.
 
-idlewrap draws its warning with urwid, which switches screens and resets mouse modes
-and cursor visibility; afterwards the program's modes must be put back, and at the end
-of the session the terminal must be left sane. Only the modes that matter for that are
-tracked, with xterm's semantics (ctlseqs, charproc.c):
+Two uses. After the warning (urwid switches screens and resets mouse modes and
+cursor visibility) the program's modes are put back. At the end of the session the
+terminal is handed back as the program found it: every mode the program left set is
+reset, and nothing else, so a session whose program set nothing ends without a
+single byte of resets (as it would without idlewrap). Tracked, with xterm's
+semantics (ctlseqs, charproc.c):
 
 - alternate screen `CSI ? 47|1047|1049 h/l`: one screen flag; the code last set is kept
   so the restore and the final reset use the same one (1049 also saves the cursor)
-- cursor visible `?25`, application cursor keys `?1`, focus events `?1004`,
-  bracketed paste `?2004`; application keypad `ESC =` / `ESC >` (and DECNKM `?66`)
+- DEC private modes: cursor visible `?25`, application cursor keys `?1`, autowrap `?7`,
+  origin `?6`, focus events `?1004`, bracketed paste `?2004`, synchronized output
+  `?2026`; application keypad `ESC =` / `ESC >` (and DECNKM `?66`)
 - mouse tracking `?9|1000|1001|1002|1003`: one at a time; resetting any turns it off
 - mouse encoding `?1005|1006|1015|1016`: one at a time; a reset only ends its own
-- RIS `ESC c` resets them all; DECSTR `CSI ! p` shows the cursor and resets the keys
+- insert mode (IRM, `CSI 4 h/l`), the scroll region (DECSTBM, `CSI t;b r`)
+- modifyOtherKeys and its kin (XTMODKEYS `CSI > Pp;Pv m`, vim sends `CSI >4;2m`), the
+  kitty keyboard stack (`CSI > f u` push, `CSI < n u` pop, `CSI = f;m u` set)
+- G0/G1 character sets (`ESC ( X`, `ESC ) X`: the DEC line-drawing set is `0`)
+- SGR attributes: whether the last `CSI ... m` left any on
+- RIS `ESC c` resets them all; DECSTR `CSI ! p` resets most (not the screen, the mouse,
+  the keyboard protocols or autowrap)
 
 Every sequence starts with ESC and, as in xterm's parser, an ESC always begins a new
 sequence, also inside an OSC/DCS/APC/PM/SOS string (it ends the string). So string
 content can never hold a mode change and one regex over the chunk finds them all; a
-possibly incomplete sequence at the end of a chunk is carried over (bounded).
+possibly incomplete sequence at the end of a chunk is carried over (bounded). SGR,
+by far the most frequent sequence, costs one backwards search per chunk: only the
+last one matters.
 """
 
 from __future__ import annotations
@@ -25,9 +36,19 @@ import re
 from collections.abc import Iterable
 from typing import NamedTuple
 
-MAX_PARAMS = 256  # bytes of parameters in one DECSET; longer ones are ignored
-_SEQUENCE = re.compile(rb"\x1b(?:\[(?:\?([0-9;]{0,%d})([hl])|!p)|([c=>]))" % MAX_PARAMS)
-_PARTIAL = re.compile(rb"\x1b(?:\[(?:\?[0-9;]*|!)?)?")  # a prefix of a _SEQUENCE
+MAX_PARAMS = 256  # bytes of parameters in one sequence; longer ones are ignored
+_P = b"{0,%d}" % MAX_PARAMS
+_SEQUENCE = re.compile(
+    rb"\x1b(?:\[(?:"
+    rb"\?([0-9;]" + _P + rb")([hl])"  # 1, 2: DEC private modes
+    rb"|([0-9;]" + _P + rb")([hlr])"  # 3, 4: ANSI modes, DECSTBM
+    rb"|([<>=])([0-9;]" + _P + rb")([mu])"  # 5, 6, 7: XTMODKEYS, kitty keyboard
+    rb"|!p)"  # DECSTR
+    rb"|([()])([\x20-\x2f]{0,2}[\x30-\x7e])"  # 8, 9: G0 / G1 designation
+    rb"|([c=>]))"  # 10: RIS, DECKPAM, DECKPNM
+)
+_LAST_SGR = re.compile(rb".*\x1b\[([0-9;:]" + _P + rb")m", re.DOTALL)
+_PARTIAL = re.compile(rb"\x1b(?:\[[?<>=!]?[0-9;:]*|[()][\x20-\x2f]{0,2})?")
 _LONGEST_PARTIAL = len(b"\x1b[?") + MAX_PARAMS  # bounds the carry-over
 
 _ALT_SCREENS = frozenset({47, 1047, 1049})
@@ -35,13 +56,19 @@ _MOUSE_TRACKING = (9, 1000, 1001, 1002, 1003)
 _MOUSE_ENCODINGS = (1005, 1006, 1015, 1016)
 _SWITCHES = {
     1: "app_cursor_keys",
+    6: "origin",
+    7: "autowrap",
     25: "cursor_visible",
     66: "app_keypad",
     1004: "focus_events",
     2004: "bracketed_paste",
+    2026: "synchronized",
 }
+_INSERT_MODE = 4
+_ASCII = b"B"
 _KEYPAD_APPLICATION = b"\x1b="
 _KEYPAD_NUMERIC = b"\x1b>"
+_SAVE_CURSOR, _RESTORE_CURSOR = b"\x1b7", b"\x1b8"
 
 
 class Modes(NamedTuple):
@@ -59,6 +86,17 @@ class Modes(NamedTuple):
     mouse_encoding: int = 0  # 0 or one of 1005, 1006, 1015, 1016
     focus_events: bool = False
     bracketed_paste: bool = False
+    autowrap: bool = True
+    origin: bool = False
+    synchronized: bool = False
+    insert: bool = False
+    scroll_region: bool = False
+    key_modifiers: frozenset[int] = frozenset()  # XTMODKEYS resources set to a value
+    kitty_pushed: int = 0  # kitty keyboard entries pushed and not popped
+    kitty_flags: bool = False  # kitty keyboard flags set in place (CSI = f u)
+    g0: bytes = _ASCII  # final byte(s) of the G0 / G1 designation
+    g1: bytes = _ASCII
+    attributes: bool = False  # the last SGR left some attribute on
 
 
 _DEFAULTS = Modes()
@@ -70,14 +108,9 @@ def _private_modes(codes: Iterable[int], enable: bool) -> bytes:
     return b"\x1b[?%s%s" % (listed, b"h" if enable else b"l") if listed else b""
 
 
-# The terminal's defaults whatever it holds now. The screen is left separately, with
-# the code last set: `?1049l` also restores the cursor saved by `?1049h`, and sent
-# when not on the alternate screen it would move the cursor.
-_RESET_ALL = (
-    _private_modes((1, *_MOUSE_TRACKING, *_MOUSE_ENCODINGS, 1004, 2004), False)
-    + _private_modes((25,), True)
-    + _KEYPAD_NUMERIC
-)
+def _numbers(params: bytes) -> list[int]:
+    """The numeric parameters; an empty one is 0 (the default)."""
+    return [int(field) if field else 0 for field in params.split(b";")]
 
 
 class ModeTracker:
@@ -101,28 +134,28 @@ class ModeTracker:
         if not self._carry and b"\x1b" not in data:
             return
         buf = self._carry + data
+        reset_at = -1  # where the last RIS or DECSTR ended: an SGR before it no longer counts
         for match in _SEQUENCE.finditer(buf):
-            params, action, single = match.groups()
-            if params is not None:
-                self._set_private_modes(params, action == b"h")
-            elif single == b"c":  # RIS
-                self._modes = _DEFAULTS
-            elif single is None:  # DECSTR
-                self._modes = self._modes._replace(
-                    cursor_visible=True, app_cursor_keys=False, app_keypad=False
-                )
-            else:  # DECKPAM / DECKPNM
-                self._modes = self._modes._replace(app_keypad=single == b"=")
+            if self._apply(match):
+                reset_at = match.end()
+        sgr = _LAST_SGR.match(buf)
+        if sgr is not None and sgr.end() > reset_at:
+            on = sgr[1].strip(b"0;") != b""
+            if on != self._modes.attributes:
+                self._modes = self._modes._replace(attributes=on)
         last_esc = buf.rfind(b"\x1b", max(0, len(buf) - _LONGEST_PARTIAL))
         partial = last_esc >= 0 and _PARTIAL.fullmatch(buf, last_esc) is not None
         self._carry = buf[last_esc:] if partial else b""
 
+    RESTORED = ("cursor_visible", "app_cursor_keys", "app_keypad", "mouse_tracking",
+                "mouse_encoding", "focus_events", "bracketed_paste", "g0", "g1")
+
     def restore_sequence(self) -> bytes:
-        """Bytes that re-enter the program's modes (all but the screen) after the warning.
+        """Bytes that re-enter the program's modes after the warning (urwid reset them).
 
         The screen is left out: the warning is drawn on whichever screen the program is
         on, so it is never left, and re-entering ?1049 would overwrite the cursor the
-        program saved there.
+        program saved there. Only the `RESTORED` modes, the ones urwid resets, are sent.
         """
         modes = self._modes
         enable = [code for code in (modes.mouse_tracking, modes.mouse_encoding) if code]
@@ -140,17 +173,80 @@ class ModeTracker:
                 _private_modes(enable, True),
                 _private_modes(() if modes.cursor_visible else (25,), False),
                 _KEYPAD_APPLICATION if modes.app_keypad else b"",
+                _designations(modes) if (modes.g0, modes.g1) != (_ASCII, _ASCII) else b"",
             )
         )
 
     def reset_sequence(self) -> bytes:
-        """Bytes that take the terminal from the current modes to the defaults.
+        """Bytes that take the terminal from the program's modes back to the defaults.
 
-        Everything but the screen is reset unconditionally (harmless when already off),
-        so a mode set in a way the tracker missed is still cleared at the end.
+        Only modes the program left set are reset: b"" when it set none. Synchronized
+        output goes first (until it ends the terminal shows nothing), the scroll region
+        and origin mode before leaving the alternate screen (resetting them homes the
+        cursor, which matters only on the main screen: there the cursor is saved around
+        them), SGR and character sets last, after the screen switch restored the
+        cursor and with it the main screen's saved attributes.
         """
-        alt_screen = self._modes.alt_screen
-        return _private_modes((alt_screen,) if alt_screen else (), False) + _RESET_ALL
+        m = self._modes
+        if m == _DEFAULTS:
+            return b""
+        parts = [_private_modes((2026,) if m.synchronized else (), False)]
+        margins = (b"\x1b[r" if m.scroll_region else b"") + (b"\x1b[?6l" if m.origin else b"")
+        if m.alt_screen:
+            parts += [margins, _private_modes((m.alt_screen,), False)]
+        elif m.scroll_region:
+            parts += [_SAVE_CURSOR, b"\x1b[r", _RESTORE_CURSOR, b"\x1b[?6l" if m.origin else b""]
+        elif m.origin:
+            parts.append(b"\x1b[?6l")
+        off = [code for code, on in ((1, m.app_cursor_keys), (1004, m.focus_events),
+                                     (2004, m.bracketed_paste)) if on]
+        off += [code for code in (m.mouse_tracking, m.mouse_encoding) if code]
+        parts += [
+            _private_modes(sorted(off), False),
+            _private_modes((() if m.cursor_visible else (25,)) + (() if m.autowrap else (7,)),
+                           True),
+            b"\x1b[4l" if m.insert else b"",
+            _KEYPAD_NUMERIC if m.app_keypad else b"",
+            b"".join(b"\x1b[>%dm" % resource for resource in sorted(m.key_modifiers)),
+            # Popping past the bottom of the kitty stack empties it and resets its flags.
+            b"\x1b[<%du" % m.kitty_pushed if m.kitty_pushed else b"",
+            b"\x1b[=0;1u" if m.kitty_flags else b"",
+            b"\x1b(B\x1b)B\x0f" if (m.g0, m.g1) != (_ASCII, _ASCII) else b"",
+            b"\x1b[m" if m.attributes else b"",
+        ]
+        return b"".join(parts)
+
+    def _apply(self, match: re.Match[bytes]) -> bool:
+        """Apply one sequence; True if it was a reset that also clears SGR attributes."""
+        (private, private_action, ansi, ansi_action, marker, keys, keys_final,
+         charset_slot, charset, single) = match.groups()
+        modes = self._modes
+        if private is not None:
+            self._set_private_modes(private, private_action == b"h")
+            return False
+        if ansi is not None:
+            if ansi_action == b"r":
+                modes = modes._replace(scroll_region=ansi not in (b"", b"0", b"0;0"))
+            elif _INSERT_MODE in _numbers(ansi):
+                modes = modes._replace(insert=ansi_action == b"h")
+        elif marker is not None:
+            modes = _keyboard(modes, marker, keys, keys_final)
+        elif charset_slot is not None:
+            if charset_slot == b"(":
+                modes = modes._replace(g0=charset)
+            else:
+                modes = modes._replace(g1=charset)
+        elif single == b"c":  # RIS
+            modes = _DEFAULTS
+        elif single is None:  # DECSTR
+            modes = modes._replace(
+                cursor_visible=True, app_cursor_keys=False, app_keypad=False, origin=False,
+                insert=False, scroll_region=False, g0=_ASCII, g1=_ASCII, attributes=False,
+            )
+        else:  # DECKPAM / DECKPNM
+            modes = modes._replace(app_keypad=single == b"=")
+        self._modes = modes
+        return single == b"c" or (single is None and match[0].endswith(b"!p"))
 
     def _set_private_modes(self, params: bytes, enable: bool) -> None:
         modes = self._modes
@@ -166,5 +262,34 @@ class ModeTracker:
                 if enable or modes.mouse_encoding == code:
                     modes = modes._replace(mouse_encoding=code if enable else 0)
             elif code in _SWITCHES:
-                modes = modes._replace(**{_SWITCHES[code]: enable})
+                modes = modes._replace(**{_SWITCHES[code]: enable})  # type: ignore[arg-type]
         self._modes = modes
+
+
+def _keyboard(modes: Modes, marker: bytes, params: bytes, final: bytes) -> Modes:
+    """XTMODKEYS (`CSI > Pp;Pv m`) and the kitty keyboard protocol (`CSI >|<|= ... u`)."""
+    numbers = _numbers(params)
+    if final == b"m":
+        if marker != b">":
+            return modes
+        if not params:
+            return modes._replace(key_modifiers=frozenset())  # no resource: all reset
+        resource, value = numbers[0], params.partition(b";")[2]
+        changed = set(modes.key_modifiers)
+        if value:
+            changed.add(resource)
+        else:
+            changed.discard(resource)
+        return modes._replace(key_modifiers=frozenset(changed))
+    if marker == b">":
+        return modes._replace(kitty_pushed=modes.kitty_pushed + 1)
+    if marker == b"<":
+        return modes._replace(kitty_pushed=max(modes.kitty_pushed - max(numbers[0], 1), 0))
+    mode = numbers[1] if len(numbers) > 1 else 1  # 1: set all, 2: set bits, 3: clear bits
+    if mode == 1 or (mode == 2 and numbers[0]):
+        return modes._replace(kitty_flags=numbers[0] != 0 or mode == 2)
+    return modes
+
+
+def _designations(modes: Modes) -> bytes:
+    return b"\x1b(" + modes.g0 + b"\x1b)" + modes.g1

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
-from idlewrap.terminal import get_size, write_all
+from idlewrap.terminal import drawing_size, write_all
 
 if TYPE_CHECKING:
     import urwid
@@ -215,7 +215,7 @@ class _BoxOverlay:
             self._input.close()
 
     def _draw(self) -> None:
-        rows, cols = get_size(self._fd)
+        rows, cols = drawing_size(self._fd)
         canvas = _layout(self._text, self._remaining, cols, rows).render((cols, rows), focus=True)
         self._screen.draw_screen((cols, rows), canvas)
 
@@ -265,11 +265,14 @@ class _LineOverlay:
         self.update(remaining)
 
     def update(self, remaining: int) -> None:
+        import urwid  # display widths (CJK, emoji): a warning is due, so it may be loaded
+
         self._remaining = remaining
         width = self._width()
         line = _one_line(self._text, remaining, width)
+        pad = " " * max(width - urwid.calc_width(line, 0, len(line)), 0)
         # Spaces wipe a longer previous line; the line again leaves the cursor after it.
-        self._writer.write(f"\r{line.ljust(width)}\r{line}")
+        self._writer.write(f"\r{line}{pad}\r{line}")
         self._writer.flush()
 
     def resize(self) -> None:
@@ -283,11 +286,19 @@ class _LineOverlay:
 
     def _width(self) -> int:
         # The last column is left alone: writing there makes some terminals wrap.
-        return max(get_size(self._fd)[1] - 1, 1)
+        return max(drawing_size(self._fd)[1] - 1, 1)
 
 
 def _one_line(text: str, remaining: int, width: int) -> str:
-    """The warning text and a short countdown if they fit in `width` columns, else the countdown."""
+    """The warning text and a short countdown if they fit in `width` columns, else the countdown.
+
+    Columns are display columns: a CJK character or an emoji takes two.
+    """
+    import urwid
+
     short = f"Closing in {_clock(remaining)}: press any key."
     full = f"{text} {short}"
-    return full if len(full) <= width else short[:width]
+    if urwid.calc_width(full, 0, len(full)) <= width:
+        return full
+    end, _ = urwid.calc_text_pos(short, 0, len(short), width)
+    return short[:end]

@@ -12,18 +12,27 @@ import time
 import tty
 from collections.abc import Iterator
 
-DEFAULT_SIZE = (24, 80)
+DRAWING_SIZE = (24, 80)  # what the warning assumes when the terminal says 0x0 or has no size
 
 
 def get_size(fd: int) -> tuple[int, int]:
-    """(rows, cols) of the terminal on `fd`; 24x80 when it has none."""
+    """(rows, cols) of the terminal on `fd`, as it reports them (0x0 included).
+
+    Passed on to the program unchanged: some clients and automation report 0x0, and
+    the program must see what it would see without idlewrap. (0, 0) when `fd` is no
+    terminal.
+    """
     try:
         rows, cols, _, _ = struct.unpack("HHHH", fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8))
     except OSError:
-        return DEFAULT_SIZE
-    if rows == 0 or cols == 0:
-        return DEFAULT_SIZE
+        return 0, 0
     return rows, cols
+
+
+def drawing_size(fd: int) -> tuple[int, int]:
+    """(rows, cols) to draw in: the terminal's size, or 24x80 where it reports none."""
+    rows, cols = get_size(fd)
+    return (rows, cols) if rows and cols else DRAWING_SIZE
 
 
 def set_size(fd: int, rows: int, cols: int) -> None:

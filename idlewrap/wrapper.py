@@ -15,15 +15,18 @@ from typing import NamedTuple
 
 from idlewrap import deadline as clock
 from idlewrap import teardown
-from idlewrap.deadline import IdleDeadline
+from idlewrap.deadline import Alarm, IdleDeadline
 from idlewrap.durations import format_duration
 from idlewrap.hardening import DeadMansSwitch, protect_process
-from idlewrap.relay import Events, Outcome, Relay, Result, WarningStyle
+from idlewrap.idle import Events, IdleGuard, WarningStyle
+from idlewrap.relay import Outcome, Relay, Result
 from idlewrap.session import Plan
+from idlewrap.signals import SignalWakeup
 from idlewrap.spawn import Child, spawn_in_pty, spawn_on_pipe
 from idlewrap.terminal import get_size, nonblocking, raw_mode, write_all
 
 EXIT_TIMEOUT = 124  # as timeout(1): the session was ended for being idle
+EXIT_INTERNAL = 70  # EX_SOFTWARE (sysexits.h): the wrapper failed and ended the session
 EXIT_NO_SHELL = 127
 
 
@@ -65,33 +68,37 @@ def run_demo(
 def run_relayed(todo: Plan, limits: Limits, events: Events, *, term: str | None) -> int:
     """Start the program under the deadline, relay until the end, tear down, report."""
     pty = todo.mode == "interactive"
-    try:
-        if pty:
-            child = spawn_in_pty(todo.path, todo.argv, todo.env, get_size(0))
-        else:
-            child = spawn_on_pipe(todo.path, todo.argv, todo.env)
-    except OSError as e:
-        print(f"idlewrap: cannot run {todo.path}: {e.strerror}", file=sys.stderr)
-        return EXIT_NO_SHELL
-    idle = IdleDeadline(limits.idle_timeout, limits.warn_before, clock.now())
-    relay = Relay(
-        child,
-        user_in=0,
-        user_out=1,
-        deadline=None if limits.exempt else idle,
-        deadman=None if limits.exempt else DeadMansSwitch(),
-        events=events,
-        warning=WarningStyle(limits.warning, limits.bell, term),
-    )
-    with contextlib.ExitStack() as terminal:
-        if pty:
-            terminal.enter_context(raw_mode(0))
-            terminal.enter_context(nonblocking(0, 1))
-        result = relay.run()
-        status = _report_end(result, events)  # logged at the deadline, not after cleanup
-        _say_goodbye(result, relay, limits, child)
-    _end_session(child, relay)
+    with SignalWakeup() as signals, Alarm() as alarm:
+        try:
+            child = _spawn(todo)
+        except OSError as e:
+            print(f"idlewrap: cannot run {todo.path}: {e.strerror}", file=sys.stderr)
+            return EXIT_NO_SHELL
+        relay = Relay(child, user_in=0, user_out=1, signals=signals, alarm=alarm)
+        guard = None if limits.exempt else IdleGuard(
+            IdleDeadline(limits.idle_timeout, limits.warn_before, clock.now()),
+            deadman=DeadMansSwitch(),
+            events=events,
+            style=WarningStyle(limits.warning, limits.bell, term),
+            screen=relay if pty else None,
+            now=clock.now(),
+        )
+        with contextlib.ExitStack() as terminal:
+            if pty:
+                terminal.enter_context(raw_mode(0))
+                terminal.enter_context(nonblocking(0, 1))
+            result = relay.run(guard)
+            status = _report_end(result, events)  # logged at the deadline, not after cleanup
+            signals.ignore_ending()  # the goodbye and the teardown run to their end
+            _say_goodbye(result, relay, limits, child)
+        _end_session(child, relay)
     return status
+
+
+def _spawn(todo: Plan) -> Child:
+    if todo.mode == "interactive":
+        return spawn_in_pty(todo.path, todo.argv, todo.env, get_size(0))
+    return spawn_on_pipe(todo.path, todo.argv, todo.env)
 
 
 def _say_goodbye(result: Result, relay: Relay, limits: Limits, child: Child) -> None:
@@ -124,6 +131,11 @@ def _report_end(result: Result, events: Events) -> int:
     if result.outcome is Outcome.DISCONNECT:
         events.emit("disconnect", reason=result.reason, idle=idle)
         return 128 + signal.SIGHUP
+    if result.outcome is Outcome.ERROR:
+        events.emit("session_end", reason="error", error=result.reason)
+        with contextlib.suppress(OSError):
+            os.write(2, f"idlewrap: internal error, session ended: {result.reason}\r\n".encode())
+        return EXIT_INTERNAL
     if result.outcome is Outcome.KILLED:
         assert result.signal is not None
         events.emit("session_end", reason="signal", signal=signal.Signals(result.signal).name)

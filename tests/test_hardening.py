@@ -10,7 +10,7 @@ import time
 import pexpect
 import pytest
 
-from idlewrap.relay import DEADMAN_GRACE
+from idlewrap.idle import DEADMAN_GRACE
 from tests.conftest import E2E
 from tests.test_e2e_session import IDLE, POLICY, PROMPT
 

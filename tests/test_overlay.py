@@ -102,16 +102,16 @@ def test_bell_rings_once_when_shown(pipe: tuple[int, int], term: str, bell: bool
     assert drawn(write_end, read_end, term, bell=bell).count(b"\a") == int(bell)
 
 
-def test_urwid_is_imported_only_for_the_box() -> None:
+def test_urwid_is_imported_only_when_a_warning_is_drawn() -> None:
     code = (
         "import os, sys\n"
         "from idlewrap.overlay import open_overlay\n"
         "assert 'urwid' not in sys.modules, 'imported with the module'\n"
         "r, w = os.pipe()\n"
-        "open_overlay(w, 'text', bell=False, term='dumb').show(5)\n"
-        "assert 'urwid' not in sys.modules, 'imported for the one-line form'\n"
-        "open_overlay(w, 'text', bell=False, term='xterm')\n"
-        "assert 'urwid' in sys.modules\n"
+        "line = open_overlay(w, 'text', bell=False, term='dumb')\n"
+        "assert 'urwid' not in sys.modules, 'imported before the warning is drawn'\n"
+        "line.show(5)\n"
+        "assert 'urwid' in sys.modules, 'the one-line form measures display width with urwid'\n"
     )
     env = {**os.environ, "PYTHONPATH": str(infra.REPO)}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
@@ -449,3 +449,19 @@ def test_dumb_terminal_gets_one_line_redrawn_in_place(pane: Callable[..., Pane])
     p.wait(lambda: p.capture() == before, "the line erased")
     # No cursor-up on a dumb terminal: the cursor stays at the start of the blanked line.
     assert p.cursor() == (0, prompt_y + 1)
+
+
+def _columns(text: str) -> int:
+    """Display columns, by Unicode's East Asian Width (independent of urwid)."""
+    import unicodedata
+
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+@pytest.mark.parametrize("text", ["会话空闲即将关闭。" * 3, "Idle 💤💤💤 session " * 3])
+@pytest.mark.parametrize("width", [20, 39, 79])
+def test_one_line_form_fits_its_width_in_display_columns(text: str, width: int) -> None:
+    """Issue 8, defect 6: CJK or emoji in the policy's warning used to overflow the line."""
+    line = overlay._one_line(text, 42, width)
+    assert _columns(line) <= width
+    assert "0:42" in line

@@ -1,0 +1,325 @@
+"""The idle machine: what the user's input and the passing time mean for a session.
+
+`IdleGuard` owns everything about idleness: the deadline, the input classifier (which
+bytes are a person), the warning with its countdown, the repaint after it, and the
+dead man's switch. The relay only moves bytes; it asks the guard four things:
+
+- `wake`: when the guard must be called next (None: never, until something happens);
+- `on_time(now)`: a wake time came; True means the deadline passed;
+- `on_input(data, now)`: bytes from the user; returns what of them reaches the program;
+- `on_output(now)`: program output, reported only while `awaits_output` is set.
+
+States: ACTIVE, then WARNED from `warn_at` (a key goes back to ACTIVE), then the end
+at `expires_at`. While the warning box is up (`holds_output`) the relay leaves the
+program's output unread, so the box is never drawn over and nothing is lost.
+
+The relay calls `on_time` only when `wake` comes, and the guard re-arms lazily: a key
+moves the deadline but not `wake`, so while the user types the guard wakes once per
+`idle_timeout - warn_before`, finds the warning not due, and sets `wake` to the new
+time (re-arming the dead man's switch then). Keys cost no timer call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import TYPE_CHECKING, NamedTuple, Protocol
+
+from idlewrap.input_classifier import PASTE_END, PASTE_START, InputClassifier
+
+if TYPE_CHECKING:
+    from idlewrap.deadline import IdleDeadline
+    from idlewrap.modes import ModeTracker
+    from idlewrap.overlay import Overlay
+
+ESC_DELAY = 0.05  # like a terminal's escape delay: a lone ESC not followed by more is the Esc key
+DEADMAN_GRACE = 5.0  # the kernel kills a wrapper that missed its deadline by this much
+REPAINT_WAIT = 0.5  # longest wait for a full-screen program to react to the first resize
+
+
+class Events(Protocol):
+    """Where the guard reports what the user did (events.EventLog fits)."""
+
+    def emit(self, event: str, **fields: object) -> None: ...
+
+
+class DeadMan(Protocol):
+    """hardening.DeadMansSwitch."""
+
+    def arm(self, seconds: float) -> None: ...
+    def disarm(self) -> None: ...
+
+
+class Screen(Protocol):
+    """The user's terminal and the program's pty, as the warning uses them (the relay)."""
+
+    @property
+    def user_fd(self) -> int: ...
+    @property
+    def modes(self) -> ModeTracker: ...
+    def flush_to_user(self, timeout: float) -> None: ...
+    def send_to_user(self, data: bytes) -> None: ...
+    def resize_program(self, *, shrink: bool) -> None: ...
+
+
+class WarningStyle(NamedTuple):
+    """What the warning shows (from the policy)."""
+
+    text: str
+    bell: bool
+    term: str | None
+
+
+class IdleGuard:
+    """Holds one session to its idle deadline (see the module docstring)."""
+
+    def __init__(
+        self,
+        deadline: IdleDeadline,
+        *,
+        deadman: DeadMan,
+        events: Events,
+        style: WarningStyle,
+        screen: Screen | None,
+        now: float,
+    ) -> None:
+        """`screen` None: no pty (ssh -T), the warning is one line on stderr."""
+        self.deadline = deadline
+        self._deadman = deadman
+        self._events = events
+        self._style = style
+        self._screen = screen
+        self._classifier = InputClassifier()
+        self._warned = False
+        self._overlay: Overlay | None = None
+        self._overlay_broken = False  # the terminal took no output while the box was drawn
+        self._paste_tail: bytes | None = None  # swallowing a dismissing paste: its last bytes
+        self._esc_at: float | None = None
+        self._tick_at: float | None = None
+        self._repaint_at: float | None = None
+        self.awaits_output = False
+        self.wake: float | None = None
+        self._arm(now)
+        self._update_wake()
+
+    @property
+    def holds_output(self) -> bool:
+        """The warning box is up: the program's output must wait."""
+        return self._overlay is not None
+
+    # -- input --------------------------------------------------------------------------
+
+    def on_input(self, data: bytes, now: float) -> bytes:
+        """Bytes read from the user's terminal; returns those the program gets.
+
+        While the box is up the first key or paste dismisses it and is swallowed whole;
+        what the terminal sent on its own before it and every byte after it go on.
+        """
+        if self._overlay is not None or self._paste_tail is not None:
+            return self._on_input_dismissing(data, now)
+        if self._classifier.feed(data):
+            self._user_acted(now)
+        self._note_pending(now)
+        return data
+
+    def _on_input_dismissing(self, data: bytes, now: float) -> bytes:
+        if self._paste_tail is not None:
+            data = self._swallow_paste(data, now)
+            return b"" if self._paste_tail is not None else self.on_input(data, now)
+        taken = self._classifier.take_action(data)
+        if not taken.action:
+            self._note_pending(now)
+            return taken.before
+        self._user_acted(now)
+        rest = taken.after
+        if taken.action == PASTE_START:
+            self._paste_tail = b""
+            rest = self._swallow_paste(rest, now)
+            if self._paste_tail is not None:
+                return taken.before
+        return taken.before + self.on_input(rest, now) if rest else taken.before
+
+    def _swallow_paste(self, data: bytes, now: float) -> bytes:
+        """Drop paste content up to its end marker (which may arrive split); return the rest."""
+        assert self._paste_tail is not None
+        self.deadline.touch(now)
+        buf = self._paste_tail + data
+        end = buf.find(PASTE_END)
+        if end < 0:
+            self._paste_tail = buf[-(len(PASTE_END) - 1):]
+            return b""
+        self._paste_tail = None
+        return buf[end + len(PASTE_END):]
+
+    def _note_pending(self, now: float) -> None:
+        """An incomplete escape sequence waits at most ESC_DELAY for the rest."""
+        if not self._classifier.pending:
+            self._esc_at = None
+            return
+        self._esc_at = now + ESC_DELAY
+        if self.wake is None or self._esc_at < self.wake:
+            self.wake = self._esc_at
+
+    def _user_acted(self, now: float) -> None:
+        if not self._warned:
+            self.deadline.touch(now)
+            return
+        idle = self.deadline.idle_for(now)
+        self.deadline.touch(now)
+        self._warned = False
+        self._tick_at = None
+        self._close_warning(now)
+        self._events.emit("activity_resumed", idle=round(idle))
+        self._arm(now)
+        self._update_wake()
+
+    # -- output -------------------------------------------------------------------------
+
+    def on_output(self, now: float) -> None:
+        """The program wrote after the shrink: it has repainted, the real size may return.
+
+        (less repaints only on a real size change, so it must not miss the small one.)
+        """
+        self.awaits_output = False
+        self._repaint_at = now
+        self.wake = now
+
+    def on_resize(self) -> None:
+        """The user's window changed size: redraw the box at the new size."""
+        if self._overlay is not None and not self._overlay_broken:
+            try:
+                self._overlay.resize()
+            except OSError:
+                self._overlay_broken = True
+
+    # -- time ---------------------------------------------------------------------------
+
+    def on_time(self, now: float) -> bool:
+        """Act on every timer that is due; True when the deadline has passed."""
+        if self._esc_at is not None and now >= self._esc_at:
+            self._esc_at = None
+            if self._classifier.expire():
+                # Nothing was forwarded of bytes held under the box: the key is swallowed.
+                self._user_acted(now)
+        if self._repaint_at is not None and now >= self._repaint_at and self._screen:
+            self._repaint_at = None
+            self.awaits_output = False
+            self._screen.resize_program(shrink=False)
+        if now >= self.deadline.expires_at:
+            return True
+        if not self._warned:
+            # A half-read escape sequence may be a key: the warning waits for the ESC delay.
+            if now >= self.deadline.warn_at and self._esc_at is None:
+                self._open_warning(now)
+            self._arm(now)
+        elif self._tick_at is not None and now >= self._tick_at:
+            self._tick(now)
+        self._update_wake()
+        return False
+
+    def _update_wake(self) -> None:
+        deadline = self.deadline.expires_at if self._warned else self.deadline.warn_at
+        self.wake = min(t for t in (self._esc_at, self._tick_at, self._repaint_at, deadline)
+                        if t is not None)
+
+    def _arm(self, now: float) -> None:
+        self._deadman.arm(self.deadline.expires_at - now + DEADMAN_GRACE)
+
+    # -- the warning --------------------------------------------------------------------
+
+    def _open_warning(self, now: float) -> None:
+        self._warned = True
+        remaining = self.deadline.expires_at - now
+        shown = self._show_box(now, remaining) if self._screen else self._show_line(remaining)
+        self._events.emit("warning", remaining=round(remaining),
+                          idle=round(self.deadline.idle_for(now)), shown=None if shown else False)
+
+    def _show_box(self, now: float, remaining: float) -> bool:
+        from idlewrap.overlay import open_overlay  # urwid is paid for only when a warning is due
+
+        assert self._screen is not None
+        self._screen.flush_to_user(1.0)
+        self._overlay_broken = False
+        try:
+            self._overlay = open_overlay(
+                self._screen.user_fd,
+                self._style.text,
+                bell=self._style.bell,
+                term=self._style.term,
+                on_alt_screen=self._screen.modes.alt_screen,
+            )
+            self._overlay.show(round(remaining))
+        except OSError:
+            # The client stopped reading (~^Z, a laptop asleep under tail -f): the box
+            # cannot be drawn, the deadline holds anyway, and a key still dismisses.
+            self._overlay_broken = True
+            return False
+        self._tick_at = now + _to_next_second(remaining)
+        return True
+
+    def _show_line(self, remaining: float) -> bool:
+        """No pty: no screen to draw on; one line on stderr, once per idle stretch."""
+        line = f"idlewrap: {self._style.text} ({round(remaining)}s left)\n"
+        try:
+            os.write(2, line.encode())
+        except OSError:
+            return False
+        return True
+
+    def _tick(self, now: float) -> None:
+        assert self._overlay is not None
+        remaining = self.deadline.expires_at - now
+        try:
+            self._overlay.update(round(remaining))
+        except OSError:
+            self._overlay_broken = True
+            self._tick_at = None
+            return
+        self._tick_at = now + _to_next_second(remaining)
+
+    def _close_warning(self, now: float) -> None:
+        """Take the box away and give the program its screen back."""
+        if not self._remove_box():
+            return
+        assert self._screen is not None
+        modes = self._screen.modes
+        restore = modes.restore_sequence()
+        if restore:
+            self._screen.send_to_user(restore)
+        if modes.alt_screen:
+            # a full-screen program lost its screen under the box: a size change makes it repaint
+            self._screen.resize_program(shrink=True)
+            self._repaint_at = now + REPAINT_WAIT
+            self.awaits_output = True
+
+    def _remove_box(self) -> bool:
+        """Close the box if one is up; True if one was."""
+        overlay, self._overlay = self._overlay, None
+        if overlay is None:
+            return False
+        with contextlib.suppress(OSError):
+            overlay.close()
+        self._overlay_broken = False
+        return True
+
+    # -- the end ------------------------------------------------------------------------
+
+    def stop(self, *, draw: bool) -> bool:
+        """The session ends: disarm the switch, take the box away if `draw` is allowed.
+
+        Returns True if a box was up, so output held under it is still to be shown.
+        A box the terminal would not take is not closed: that would only wait again.
+        """
+        self._deadman.disarm()
+        if self._overlay is None:
+            return False
+        if draw and not self._overlay_broken:
+            return self._remove_box()
+        self._overlay = None
+        return draw
+
+
+def _to_next_second(remaining: float) -> float:
+    """Time until the displayed whole-second countdown changes."""
+    frac = remaining - int(remaining)
+    return frac if frac > 0.001 else 1.0
