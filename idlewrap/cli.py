@@ -19,8 +19,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from idlewrap import __version__
-
-DEFAULT_CONFIG = "/etc/idlewrap/idlewrap.toml"
+from idlewrap.settings import DEFAULT_CONFIG
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import sys
 import tempfile
 
 from idlewrap.session import LAUNCHER_MARKER
+from idlewrap.settings import DEFAULT_CONFIG
 
 TEMPLATE = """#!{python} -I
 {marker} (written by `idlewrap install-shell`).
@@ -33,8 +34,6 @@ def render(python: str, config: str) -> str:
 
 def main(argv: list[str]) -> int:
     """Write a root-owned 0755 launcher at PATH (atomically); exit status."""
-    from idlewrap.cli import DEFAULT_CONFIG
-
     parser = argparse.ArgumentParser(
         prog="idlewrap install-shell",
         description="Write a login-shell launcher (make it the account's shell with usermod -s).",
