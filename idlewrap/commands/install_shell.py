@@ -16,6 +16,8 @@ import tempfile
 from idlewrap.session import LAUNCHER_MARKER
 from idlewrap.settings import DEFAULT_CONFIG
 
+# Launchers written by earlier releases stay on disk and import only `login_shell` from
+# idlewrap.cli (tests/test_entry_points.py keeps the 0.1.0 text): keep that entry working.
 TEMPLATE = """#!{python} -I
 {marker} (written by `idlewrap install-shell`).
 # Do not list this file in /etc/shells: users must not be able to chsh away from it.
