@@ -15,29 +15,25 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable
 from typing import NoReturn
 
 from idlewrap import __version__
+from idlewrap.settings import DEFAULT_CONFIG
 
-DEFAULT_CONFIG = "/etc/idlewrap/idlewrap.toml"
+# Each is the module idlewrap/commands/NAME.py ("-" as "_") with main(argv) -> int,
+# imported only when run: the wrapper's start-up loads none of them.
+COMMANDS = ("demo", "check", "policy", "install-shell")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line `argv` (default: sys.argv[1:]) and return the exit status."""
     args = sys.argv[1:] if argv is None else argv
-    commands: dict[str, Callable[[list[str]], int]] = {
-        "demo": _demo,
-        "check": _check,
-        "policy": _policy,
-        "install-shell": _install_shell,
-    }
-    if args and args[0] in commands:
-        return commands[args[0]](args[1:])
-    parser = _parser(
-        "idlewrap",
-        "Run the user's shell and end the session after a time without input. "
-        f"Commands: {', '.join(commands)} (idlewrap COMMAND --help).",
+    if args and args[0] in COMMANDS:
+        return _finish(_command(args[0], args[1:]))
+    parser = argparse.ArgumentParser(
+        prog="idlewrap",
+        description="Run the user's shell and end the session after a time without input. "
+        f"Commands: {', '.join(COMMANDS)} (idlewrap COMMAND --help).",
     )
     parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH",
                         help=f"the policy file (default {DEFAULT_CONFIG})")
@@ -47,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def login_shell(args: list[str], config: str = DEFAULT_CONFIG) -> int:
-    """The login-shell launcher's entry: sshd runs it with no arguments or `-c COMMAND`."""
+    """The login-shell launcher's entry: sshd runs it with no arguments or `-c COMMAND`.
+
+    Launchers written by `idlewrap install-shell` call exactly this; keep its signature.
+    """
     if args in ([], ["-l"], ["--login"], ["-i"]):
         return _wrap(config, None)
     if len(args) >= 2 and args[0] == "-c":
@@ -63,58 +62,12 @@ def _wrap(config: str, command: str | None) -> int:
     return _finish(run_login(config=config, command=command, env=os.environ))
 
 
-def _demo(args: list[str]) -> int:
-    from idlewrap.durations import DurationError, parse_duration
+def _command(name: str, args: list[str]) -> int:
+    import importlib
 
-    parser = _parser("idlewrap demo", "Run COMMAND (default $SHELL) under a short idle deadline: "
-                     "no policy file, no log, no root.")
-    parser.add_argument("--idle-timeout", default="30s", metavar="D",
-                        help="idle time before the session ends (default 30s)")
-    parser.add_argument("--warn-before", default="10s", metavar="D",
-                        help="warning shown this long before the end (default 10s)")
-    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
-    options = parser.parse_args(args)
-    try:
-        idle = parse_duration(options.idle_timeout)
-        warn = parse_duration(options.warn_before)
-    except DurationError as e:
-        parser.error(str(e))
-    if warn >= idle:
-        parser.error("--warn-before must be shorter than --idle-timeout")
-    command = options.command[1:] if options.command[:1] == ["--"] else options.command
-    if not command:
-        command = [os.environ.get("SHELL") or "/bin/sh"]
-    import shutil  # the demo's alone: sessions do not carry it
-
-    path = shutil.which(command[0])
-    if path is None:
-        parser.error(f"command not found: {command[0]}")
-    from idlewrap.wrapper import run_demo
-
-    return _finish(run_demo(idle_timeout=idle, warn_before=warn, argv=[path, *command[1:]],
-                            env=os.environ))
-
-
-def _check(args: list[str]) -> int:
-    from idlewrap import check
-
-    return check.main(args)
-
-
-def _policy(args: list[str]) -> int:
-    from idlewrap import explain
-
-    return explain.main(args)
-
-
-def _install_shell(args: list[str]) -> int:
-    from idlewrap import launcher
-
-    return launcher.main(args)
-
-
-def _parser(prog: str, description: str) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog=prog, description=description)
+    module = importlib.import_module(f"idlewrap.commands.{name.replace('-', '_')}")
+    status: int = module.main(args)
+    return status
 
 
 def _finish(status: int) -> NoReturn:

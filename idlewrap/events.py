@@ -22,7 +22,7 @@ except ImportError:  # pragma: no cover - Python 3.12+ renamed the builtin modul
     from _sha2 import sha256  # type: ignore[import-not-found]
 
 from idlewrap.identity import parse_ssh_connection
-from idlewrap.policy import DEFAULT_SYSLOG_SOCKET
+from idlewrap.settings import DEFAULT_SYSLOG_SOCKET
 
 IDENT = "idlewrap"
 FACILITY_AUTHPRIV = 10

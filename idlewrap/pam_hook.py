@@ -34,7 +34,8 @@ def _run(args: Sequence[str]) -> None:
         return
     # Imported here so that even a broken install ends in one line and exit 0.
     from idlewrap.events import EventLog, connection_fields
-    from idlewrap.policy import DEFAULT_CONFIG, load_policy_failsafe
+    from idlewrap.policy import load_policy_failsafe
+    from idlewrap.settings import DEFAULT_CONFIG
 
     config = _config_path(args, DEFAULT_CONFIG)
     if config is None:

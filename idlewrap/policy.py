@@ -3,65 +3,65 @@
 Top-level settings are the defaults; ``[[match]]`` rules follow, in order. For each
 setting the first matching rule that sets it wins (as in sshd_config); a setting no
 matching rule sets comes from the top level, then from the built-in defaults.
+The keys themselves, their values and defaults are declared in settings.py; this module
+knows only the file's structure and the checks that involve more than one key.
 See docs/policy.md for the file format.
 """
 
-import bisect
 import grp
 import os
 import pwd
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from functools import cached_property
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any, NamedTuple
 
-from idlewrap.durations import DurationError, format_duration, parse_duration
+from idlewrap.durations import format_duration
 from idlewrap.identity import SESSION_KINDS, Address, LoginContext
+from idlewrap.settings import (
+    DEFAULTS,
+    SETTING_KEYS,
+    TABLES,
+    Key,
+    Log,
+    Settings,
+    Table,
+    toml_type,
+)
+from idlewrap.toml_lines import key_lines
 from idlewrap.trust import TrustError, read_trusted
 
-DEFAULT_CONFIG = "/etc/idlewrap/idlewrap.toml"
-DEFAULT_SYSLOG_SOCKET = "/dev/log"
 
+class Overrides(Mapping[str, Any]):
+    """The settings one place (the top level or a rule) sets: name -> validated value.
 
-class Settings(NamedTuple):
-    """Effective settings for one session."""
+    Attribute access reads like :class:`Settings` (``top.idle_timeout``), None for a key
+    not set here; code that must tell "not set" from a value of None uses ``in``.
+    """
 
-    idle_timeout: int  # seconds
-    warn_before: int  # seconds; 0 (only after clamping a 1 s timeout) means no warning
-    shell: str | None  # None: the account's shell, chosen by the wrapper
-    message: str  # "{idle}" and "{user}" expand; no other braces
-    warning: str  # shown as is
-    exempt: bool
-    action: str  # "terminate" ("lock" reserved)
-    bell: bool
+    __slots__ = ("_values",)
 
+    def __init__(self, values: Mapping[str, Any] | None = None) -> None:
+        self._values = dict(values or {})
 
-DEFAULTS = Settings(
-    idle_timeout=900,
-    warn_before=60,
-    shell=None,
-    message="idlewrap: session closed after {idle} without input.",
-    warning="This session is idle and will be closed.",
-    exempt=False,
-    action="terminate",
-    bell=True,
-)
-SETTING_NAMES = Settings._fields
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
 
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
 
-class Overrides(NamedTuple):
-    """The settings one place (the top level or a rule) sets; None: not set there."""
+    def __len__(self) -> int:
+        return len(self._values)
 
-    idle_timeout: int | None = None
-    warn_before: int | None = None
-    shell: str | None = None
-    message: str | None = None
-    warning: str | None = None
-    exempt: bool | None = None
-    action: str | None = None
-    bell: bool | None = None
+    def __getattr__(self, name: str) -> Any:
+        if name in SETTING_KEYS:
+            return self._values.get(name)
+        raise AttributeError(name)
+
+    def __repr__(self) -> str:
+        return f"Overrides({self._values!r})"
 
 
 Network = IPv4Network | IPv6Network
@@ -124,12 +124,20 @@ class PolicyError(Exception):
 
 
 class Policy(NamedTuple):
-    """A validated policy: top-level settings, rules in order, and the log socket."""
+    """A validated policy: top-level settings, rules in order, and a field per table.
+
+    Each table of settings.TABLES is the field of that name (``log``: ``[log]``).
+    """
 
     top: Overrides
     rules: tuple[Rule, ...]
-    log_socket: str = DEFAULT_SYSLOG_SOCKET
+    log: Log = Log()
     warnings: tuple[Problem, ...] = ()
+
+    @property
+    def log_socket(self) -> str:
+        """The syslog socket events go to."""
+        return self.log.syslog_socket
 
 
 BUILTIN_POLICY = Policy(top=Overrides(), rules=())
@@ -155,12 +163,10 @@ def resolve(policy: Policy, ctx: LoginContext) -> Resolved:
     places = [(rule.settings, rule.label) for rule in matching] + [(policy.top, "global")]
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for name in SETTING_NAMES:
-        values[name], sources[name] = getattr(DEFAULTS, name), "default"
-        for over, label in places:
-            if getattr(over, name) is not None:
-                values[name], sources[name] = getattr(over, name), label
-                break
+    for name, key in SETTING_KEYS.items():
+        values[name], sources[name] = next(
+            ((over[name], label) for over, label in places if name in over),
+            (key.default, "default"))
     clamped = values["warn_before"] >= values["idle_timeout"]
     if clamped:
         values["warn_before"] = values["idle_timeout"] // 2
@@ -240,21 +246,10 @@ def _syntax_problem(path: str, text: str, message: str) -> Problem:
 
 # ---------------------------------------------------------------- validation
 
-_TIMEOUTS = ("idle_timeout", "warn_before")
 _SELECTORS = ("users", "groups", "addresses", "sessions", "not_users", "not_groups")
-_TOP_KEYS = (*SETTING_NAMES, "match", "log")
-_RULE_KEYS = ("name", *_SELECTORS, *SETTING_NAMES)
-_LOG_KEYS = ("syslog_socket",)
+_TOP_KEYS = (*SETTING_KEYS, "match", *TABLES)
+_RULE_KEYS = ("name", *_SELECTORS, *SETTING_KEYS)
 _RESERVED_LABELS = ("global", "default")
-_TOML_TYPES = {
-    "str": "a string", "int": "an integer", "float": "a float", "bool": "a boolean",
-    "list": "an array", "dict": "a table", "datetime": "a date-time", "date": "a date",
-    "time": "a time",
-}
-
-
-def _toml_type(value: object) -> str:
-    return _TOML_TYPES.get(type(value).__name__, type(value).__name__)
 
 
 def _did_you_mean(word: str, choices: Iterable[str]) -> str:
@@ -275,7 +270,7 @@ class _Parser:
 
     @cached_property
     def lines(self) -> dict[tuple[str, str], int]:
-        return _key_lines(self.text)
+        return key_lines(self.text)
 
     def report(self, section: str, key: str, message: str, *, warning: bool = False) -> None:
         """Record a problem at the line of ``key`` in ``section`` (or the nearest known)."""
@@ -286,33 +281,58 @@ class _Parser:
     def policy(self, doc: dict[str, Any]) -> Policy:
         self.unknown_keys(doc, "", _TOP_KEYS, "")
         top = self.overrides(doc, "")
-        if all(getattr(top, key) is not None for key in _TIMEOUTS if key in doc):
+        if all(key in top for key in ("idle_timeout", "warn_before") if key in doc):
             # What a login matching no rule gets: the top level over the built-in defaults.
-            self.check_pair("", top.idle_timeout, top.warn_before)
+            self.check_pair("", top.get("idle_timeout"), top.get("warn_before"))
         rules = self.rules(doc.get("match"))
         if self.lint:
             self.lint_rule_timeouts(top, rules)
-        log_socket = self.log(doc.get("log"))
+        tables = {name: self.table(name, table, doc.get(name)) for name, table in TABLES.items()}
         self.problems.sort(key=lambda p: p.line or 0)
         if any(not p.warning for p in self.problems):
             raise PolicyError(self.problems)
-        return Policy(top, rules, log_socket, tuple(self.problems))
+        return Policy(top, rules, warnings=tuple(self.problems), **tables)
 
-    def unknown_keys(self, table: Mapping[str, Any], section: str, known: tuple[str, ...],
+    def unknown_keys(self, table: Mapping[str, Any], section: str, known: Iterable[str],
                      where: str) -> None:
         for key in table:
             if key not in known:
                 self.report(section, key, f"unknown key {key!r}{where}{_did_you_mean(key, known)}")
 
+    def values(self, table: Mapping[str, Any], section: str,
+               keys: Mapping[str, Key]) -> dict[str, Any]:
+        """The valid values ``table`` gives for ``keys``; an invalid one is reported, left out."""
+        values = {}
+        for name, key in keys.items():
+            if name not in table:
+                continue
+            try:
+                values[name] = key.kind.parse(table[name])
+            except ValueError as err:
+                self.invalid(section, name, str(err))
+                continue
+            doubt = key.kind.lint(values[name]) if self.lint else None
+            if doubt is not None:
+                self.report(section, name, f"{name} {doubt}", warning=True)
+        return values
+
+    def table(self, name: str, table: Table, value: object) -> Any:
+        """The record for a table such as ``[log]``: its defaults, with what the file sets."""
+        if value is None:
+            return table.record()
+        if not isinstance(value, dict):
+            self.report("", name, f"{name} must be a table: write [{name}]")
+            return table.record()
+        self.unknown_keys(value, name, table.keys, f" in [{name}]")
+        return table.record(**self.values(value, name, table.keys))
+
     # -- settings
 
     def overrides(self, table: Mapping[str, Any], section: str) -> Overrides:
-        values = {name: self.setting(name, table[name], section)
-                  for name in SETTING_NAMES if name in table}
-        over = Overrides(**values)
+        over = Overrides(self.values(table, section, SETTING_KEYS))
         # A rule must agree with itself; the top level is checked in policy().
-        if section and over.idle_timeout is not None and over.warn_before is not None:
-            self.check_pair(section, over.idle_timeout, over.warn_before)
+        if section and "idle_timeout" in over and "warn_before" in over:
+            self.check_pair(section, over["idle_timeout"], over["warn_before"])
         return over
 
     def check_pair(self, section: str, idle: int | None, warn: int | None) -> None:
@@ -328,28 +348,11 @@ class _Parser:
                         f"warn_before ({warn_shown}) must be shorter than "
                         f"idle_timeout ({idle_shown})")
 
-    def setting(self, name: str, value: object, section: str) -> Any:
-        """The validated value, or None (after reporting why) if it is invalid."""
-        if name in _TIMEOUTS:
-            try:
-                return parse_duration(value)
-            except DurationError as err:
-                problem: str | None = str(err)
-        else:
-            problem = _value_problem(name, value)
-        if problem is not None:
-            self.invalid(section, name, problem)
-            return None
-        if name == "shell" and self.lint and not (os.path.isfile(str(value))
-                                                  and os.access(str(value), os.X_OK)):
-            self.report(section, name, f"shell {value!r} is not an executable file", warning=True)
-        return value
-
     def invalid(self, section: str, key: str, message: str) -> None:
         self.report(section, key, f"{key}: {message}")
 
     def wrong_type(self, section: str, key: str, value: object, expected: str) -> None:
-        self.invalid(section, key, f"must be {expected}, not {_toml_type(value)}")
+        self.invalid(section, key, f"must be {expected}, not {toml_type(value)}")
 
     # -- rules
 
@@ -440,10 +443,10 @@ class _Parser:
 
     def lint_rule_timeouts(self, top: Overrides, rules: tuple[Rule, ...]) -> None:
         """Warn about rules that set one timeout and, with the other inherited, get clamped."""
-        base_idle = DEFAULTS.idle_timeout if top.idle_timeout is None else top.idle_timeout
-        base_warn = DEFAULTS.warn_before if top.warn_before is None else top.warn_before
+        base_idle = top.get("idle_timeout", DEFAULTS.idle_timeout)
+        base_warn = top.get("warn_before", DEFAULTS.warn_before)
         for index, rule in enumerate(rules, 1):
-            own_idle, own_warn = rule.settings.idle_timeout, rule.settings.warn_before
+            own_idle, own_warn = rule.settings.get("idle_timeout"), rule.settings.get("warn_before")
             if (own_idle is None) == (own_warn is None):
                 continue
             idle = base_idle if own_idle is None else own_idle
@@ -458,41 +461,6 @@ class _Parser:
                             f"{shown[other]} gets warn_before clamped to "
                             f"{format_duration(idle // 2)}", warning=True)
 
-    # -- [log]
-
-    def log(self, value: object) -> str:
-        if value is None:
-            return DEFAULT_SYSLOG_SOCKET
-        if not isinstance(value, dict):
-            self.report("", "log", "log must be a table: write [log]")
-            return DEFAULT_SYSLOG_SOCKET
-        self.unknown_keys(value, "log", _LOG_KEYS, " in [log]")
-        socket = value.get("syslog_socket", DEFAULT_SYSLOG_SOCKET)
-        if not isinstance(socket, str):
-            self.wrong_type("log", "syslog_socket", socket, "a string")
-        elif not socket.startswith("/") or "\0" in socket:
-            self.invalid("log", "syslog_socket", f"{socket!r} is not an absolute path")
-        else:
-            return socket
-        return DEFAULT_SYSLOG_SOCKET
-
-
-def _value_problem(name: str, value: object) -> str | None:
-    """Why ``value`` is not valid for the non-duration setting ``name``, or None."""
-    if name in ("exempt", "bell"):
-        return None if isinstance(value, bool) else f"must be a boolean, not {_toml_type(value)}"
-    if not isinstance(value, str):
-        return f"must be a string, not {_toml_type(value)}"
-    if name == "shell" and (not value.startswith("/") or "\0" in value):
-        return f"{value!r} is not an absolute path"
-    if name == "message":
-        return _template_problem(value)
-    if name == "action" and value != "terminate":
-        if value == "lock":
-            return "\"lock\" is not supported yet (use \"terminate\")"
-        return f"{value!r} is not an action: use \"terminate\""
-    return None
-
 
 def _known(name: str, is_user: bool) -> bool:
     try:
@@ -503,137 +471,3 @@ def _known(name: str, is_user: bool) -> bool:
     except (KeyError, ValueError):
         return False
     return True
-
-
-_FIELDS = re.compile(r"\{(?:idle|user)\}")
-_BRACED = re.compile(r"\{[^{}]*\}|[{}]")
-
-
-def _template_problem(text: str) -> str | None:
-    """Why ``text`` is not a valid message template, or None if it is.
-
-    Only ``{idle}`` and ``{user}`` may appear: no other fields and no other braces, so
-    that plain substitution and ``str.format`` would read the template the same way.
-    """
-    other = _BRACED.search(_FIELDS.sub("", text))
-    if other is None:
-        return None
-    return f"{other.group()!r} is not allowed: only {{idle}} and {{user}} expand, no other braces"
-
-
-# ---------------------------------------------------------------- line numbers
-
-_INTERESTING = re.compile(r"[\"'#\[\]{}\n]")
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def _key_lines(text: str) -> dict[tuple[str, str], int]:
-    """Line of each key, for messages: tomllib reports none for valid documents.
-
-    Maps (section, key) to a 1-based line. Section "" is the top level, "log" the
-    ``[log]`` table, "match#N" the N-th ``[[match]]``; key "" is a table's header line.
-    Only meant for documents tomllib accepted.
-    """
-    newlines = [m.start() for m in re.finditer("\n", text)]
-
-    def line_at(pos: int) -> int:
-        return bisect.bisect_left(newlines, pos) + 1
-
-    found: dict[tuple[str, str], int] = {}
-    counts: dict[str, int] = {}
-    section = ""
-    pos, end = 0, len(text)
-    while pos < end:
-        while pos < end and text[pos] in " \t\r":
-            pos += 1
-        if pos >= end:
-            break
-        char = text[pos]
-        if char in "#\n":
-            pos = _line_end(text, pos) + 1
-        elif char == "[":
-            array = text.startswith("[[", pos)
-            close = text.find("]", pos)
-            parts = [_unquote(p) for p in text[pos + (2 if array else 1):close].split(".")]
-            name = ".".join(parts)
-            first, *rest = parts
-            # The header also locates the key it defines in its parent table.
-            parent = (first + (f"#{counts[first]}" if first in counts else "")) if rest else ""
-            found.setdefault((parent, rest[0] if rest else first), line_at(pos))
-            if array and len(parts) == 1:
-                counts[name] = counts.get(name, 0) + 1
-                name = f"{name}#{counts[name]}"
-            section = name
-            found.setdefault((section, ""), line_at(pos))
-            pos = _line_end(text, pos) + 1
-        else:
-            found.setdefault((section, _first_key(text, pos)), line_at(pos))
-            pos = _statement_end(text, pos) + 1
-    return found
-
-
-def _unquote(part: str) -> str:
-    return part.strip().strip("\"'")
-
-
-def _first_key(text: str, pos: int) -> str:
-    if text[pos] in "\"'":
-        return _unquote(text[pos:_string_end(text, pos)])
-    bare = _BARE_KEY.match(text, pos)
-    return bare.group() if bare else ""
-
-
-def _line_end(text: str, pos: int) -> int:
-    newline = text.find("\n", pos)
-    return len(text) if newline < 0 else newline
-
-
-def _statement_end(text: str, pos: int) -> int:
-    """Index of the newline ending the key/value statement that starts at ``pos``."""
-    depth = 0
-    while (m := _INTERESTING.search(text, pos)) is not None:
-        char, pos = m.group(), m.start()
-        if char in "\"'":
-            pos = _string_end(text, pos)
-            continue
-        if char == "#":
-            pos = _line_end(text, pos)
-            continue
-        if char in "[{":
-            depth += 1
-        elif char in "]}":
-            depth -= 1
-        elif depth <= 0:
-            return pos
-        pos += 1
-    return len(text)
-
-
-def _string_end(text: str, pos: int) -> int:
-    """Index just after the string literal starting at ``pos``."""
-    quote = text[pos]
-    if text.startswith(quote * 3, pos):
-        search = pos + 3
-        while (close := text.find(quote * 3, search)) >= 0:
-            if quote == '"' and _escaped(text, close):
-                search = close + 1
-                continue
-            close += 3
-            # Up to two more quotes may end the content: """a"""" is 'a"'.
-            extra = 0
-            while extra < 2 and close < len(text) and text[close] == quote:
-                close += 1
-                extra += 1
-            return close
-        return len(text)
-    index = pos + 1
-    while index < len(text) and text[index] not in (quote, "\n"):
-        index += 2 if quote == '"' and text[index] == "\\" else 1
-    return min(index + 1, len(text))
-
-
-def _escaped(text: str, pos: int) -> bool:
-    backslashes = 0
-    while pos - backslashes - 1 >= 0 and text[pos - backslashes - 1] == "\\":
-        backslashes += 1
-    return backslashes % 2 == 1

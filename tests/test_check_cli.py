@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from idlewrap import check
+from idlewrap.commands import check
 from tests import infra
 
 SAMPLE_POLICY = infra.REPO / "etc" / "idlewrap" / "idlewrap.toml"

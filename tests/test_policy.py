@@ -25,8 +25,6 @@ from idlewrap.identity import (
 )
 from idlewrap.policy import (
     BUILTIN_POLICY,
-    DEFAULTS,
-    SETTING_NAMES,
     Policy,
     PolicyError,
     Problem,
@@ -35,6 +33,7 @@ from idlewrap.policy import (
     parse_policy,
     resolve,
 )
+from idlewrap.settings import DEFAULTS, SETTING_NAMES
 from tests import infra
 
 Address = IPv4Address | IPv6Address

@@ -4,7 +4,8 @@ import argparse
 import sys
 from collections.abc import Iterable
 
-from idlewrap.policy import DEFAULT_CONFIG, PolicyError, Problem, load_policy
+from idlewrap.policy import PolicyError, Problem, load_policy
+from idlewrap.settings import DEFAULT_CONFIG
 
 
 def main(argv: list[str]) -> int:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from idlewrap import explain
+from idlewrap.commands import policy as policy_command
+from idlewrap.settings import SETTING_KEYS
 from tests import infra
 
 GROUPS = ("iwp_ops", "iwp_dev")
@@ -73,7 +74,7 @@ def config() -> Iterator[Path]:
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    status = explain.main(list(args))
+    status = policy_command.main(list(args))
     out, err = capsys.readouterr()
     return status, out, err
 
@@ -170,6 +171,16 @@ def test_missing_policy_shows_builtin_defaults(capsys: pytest.CaptureFixture[str
                                     "warn_before 1m (default)"]
 
 
+def test_every_key_is_shown(capsys: pytest.CaptureFixture[str]) -> None:
+    missing = "/nonexistent-idlewrap-test/p.toml"
+    status, out, _ = run(capsys, "--config", missing, "--user", "root")
+    assert status == 1
+    assert out.splitlines() == ["rule none", *(f"{name} {key.kind.show(key.default)} (default)"
+                                               for name, key in SETTING_KEYS.items())]
+    status, out, _ = run(capsys, "--config", missing, "--user", "root", "--json")
+    assert list(json.loads(out)["settings"]) == list(SETTING_KEYS)
+
+
 def test_unknown_user(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(capsys, "--user", "iwp_nobody") == (
         1, "", "idlewrap policy: unknown user 'iwp_nobody'\n")
@@ -177,6 +188,6 @@ def test_unknown_user(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_bad_address(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
-        explain.main(["--user", "root", "--address", "10.0.0.999"])
+        policy_command.main(["--user", "root", "--address", "10.0.0.999"])
     assert info.value.code == 2
     assert "not an IP address: '10.0.0.999'" in capsys.readouterr().err

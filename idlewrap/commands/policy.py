@@ -5,9 +5,9 @@ import json
 import sys
 from ipaddress import ip_address
 
-from idlewrap.durations import format_duration
 from idlewrap.identity import Address, UnknownUserError, login_context
-from idlewrap.policy import DEFAULT_CONFIG, SETTING_NAMES, Resolved, load_policy_failsafe, resolve
+from idlewrap.policy import Resolved, load_policy_failsafe, resolve
+from idlewrap.settings import DEFAULT_CONFIG, SETTING_KEYS
 
 
 def main(argv: list[str]) -> int:
@@ -64,22 +64,9 @@ def _as_json(resolved: Resolved) -> str:
 
 def _as_text(resolved: Resolved) -> str:
     lines = [f"rule {resolved.rule or 'none'}"]
-    for name in SETTING_NAMES:
-        value = getattr(resolved.settings, name)
+    for name, key in SETTING_KEYS.items():
         source = resolved.sources[name]
         if name == "warn_before" and resolved.clamped:
             source += ", clamped to half of idle_timeout"
-        lines.append(f"{name} {_show(name, value)} ({source})")
+        lines.append(f"{name} {key.kind.show(getattr(resolved.settings, name))} ({source})")
     return "\n".join(lines)
-
-
-def _show(name: str, value: object) -> str:
-    if name in ("idle_timeout", "warn_before") and isinstance(value, int):
-        return format_duration(value)
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if value is None:
-        return "none (the account's login shell)"
-    if name in ("message", "warning"):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)

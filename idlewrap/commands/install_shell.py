@@ -14,7 +14,10 @@ import sys
 import tempfile
 
 from idlewrap.session import LAUNCHER_MARKER
+from idlewrap.settings import DEFAULT_CONFIG
 
+# Launchers written by earlier releases stay on disk and import only `login_shell` from
+# idlewrap.cli (tests/test_entry_points.py keeps the 0.1.0 text): keep that entry working.
 TEMPLATE = """#!{python} -I
 {marker} (written by `idlewrap install-shell`).
 # Do not list this file in /etc/shells: users must not be able to chsh away from it.
@@ -33,8 +36,6 @@ def render(python: str, config: str) -> str:
 
 def main(argv: list[str]) -> int:
     """Write a root-owned 0755 launcher at PATH (atomically); exit status."""
-    from idlewrap.cli import DEFAULT_CONFIG
-
     parser = argparse.ArgumentParser(
         prog="idlewrap install-shell",
         description="Write a login-shell launcher (make it the account's shell with usermod -s).",

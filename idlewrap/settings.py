@@ -1,0 +1,202 @@
+"""The policy's keys, each declared once: name, kind of value, built-in default, one line of doc.
+
+As tlog declares every setting in one schema row (rec_session_conf_schema.m4), a key
+here is one field of a NamedTuple::
+
+    idle_timeout: Annotated[int, DURATION, "end the session after ..."] = 900
+
+Everything else reads these rows: the built-in defaults (``Settings()``), the validating
+parser (policy.py), ``idlewrap policy`` (commands/policy.py) and the test that
+docs/policy.md documents every key. A kind (:class:`Kind`) says how the file writes a
+value, how it is checked, and how it is shown; the parser has no per-key code. A new
+key is one such line (and its row in docs/policy.md); a new table such as ``[log]`` is
+one NamedTuple, one entry in :data:`TABLES` and the field of that name in policy.Policy.
+"""
+
+import os
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, NamedTuple, get_type_hints
+
+from idlewrap.durations import format_duration, parse_duration
+
+DEFAULT_CONFIG = "/etc/idlewrap/idlewrap.toml"
+
+
+def _no_doubt(_: Any) -> str | None:
+    return None
+
+
+class Kind(NamedTuple):
+    """What values a key takes: how they are checked, shown and named in the docs."""
+
+    word: str  # the type column of docs/policy.md
+    parse: Callable[[object], Any]  # tomllib's value to ours; ValueError(one-line reason)
+    show: Callable[[Any], str]  # as `idlewrap policy` prints it
+    # What only the running system can tell (a warning for `idlewrap check`), or None.
+    lint: Callable[[Any], str | None] = _no_doubt
+
+
+_TOML_TYPES = {
+    "str": "a string", "int": "an integer", "float": "a float", "bool": "a boolean",
+    "list": "an array", "dict": "a table", "datetime": "a date-time", "date": "a date",
+    "time": "a time",
+}
+
+
+def toml_type(value: object) -> str:
+    """What ``value`` (as tomllib returns it) is, in TOML's words: "an array", "a date"."""
+    return _TOML_TYPES.get(type(value).__name__, type(value).__name__)
+
+
+def _string(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, not {toml_type(value)}")
+    return value
+
+
+def _boolean(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"must be a boolean, not {toml_type(value)}")
+    return value
+
+
+def _absolute_path(value: object) -> str:
+    path = _string(value)
+    if not path.startswith("/") or "\0" in path:
+        raise ValueError(f"{path!r} is not an absolute path")
+    return path
+
+
+def _not_executable(path: str) -> str | None:
+    if os.path.isfile(path) and os.access(path, os.X_OK):
+        return None
+    return f"{path!r} is not an executable file"
+
+
+_FIELDS = re.compile(r"\{(?:idle|user)\}")
+_BRACED = re.compile(r"\{[^{}]*\}|[{}]")
+
+
+def _template(value: object) -> str:
+    """A message template: ``{idle}`` and ``{user}`` and no other braces.
+
+    So that plain substitution and ``str.format`` would read the template the same way.
+    """
+    text = _string(value)
+    other = _BRACED.search(_FIELDS.sub("", text))
+    if other is not None:
+        raise ValueError(f"{other.group()!r} is not allowed: only {{idle}} and {{user}} expand, "
+                         "no other braces")
+    return text
+
+
+def _quoted(text: str) -> str:
+    import json  # only `idlewrap policy` shows values: keep it off every login's import time
+
+    return json.dumps(text, ensure_ascii=False)
+
+
+DURATION = Kind("duration", parse_duration, format_duration)
+BOOLEAN = Kind("boolean", _boolean, lambda on: "yes" if on else "no")
+TEXT = Kind("string", _string, _quoted)
+TEMPLATE = Kind("string", _template, _quoted)
+PATH = Kind("absolute path", _absolute_path, str)
+EXECUTABLE = PATH._replace(lint=_not_executable)
+
+
+def optional(kind: Kind, shown: str, *, word: str | None = None) -> Kind:
+    """``kind``, or None for "not this": shown as ``shown``, written in the file as ``word``.
+
+    Without ``word`` the file cannot say None (a default only, like ``shell``).
+    """
+
+    def parse(value: object) -> Any:
+        return None if word is not None and value == word else kind.parse(value)
+
+    return Kind(
+        kind.word if word is None else f'{kind.word} or "{word}"',
+        parse,
+        lambda value: shown if value is None else kind.show(value),
+        lambda value: None if value is None else kind.lint(value),
+    )
+
+
+def choice(noun: str, *values: str, not_yet: tuple[str, ...] = ()) -> Kind:
+    """One of ``values``; those in ``not_yet`` are reserved and "not supported yet".
+
+    ``noun`` names a value in messages, with its article: "an action".
+    """
+    use = " or ".join(f'"{v}"' for v in values)
+
+    def parse(value: object) -> str:
+        text = _string(value)
+        if text in values:
+            return text
+        if text in not_yet:
+            raise ValueError(f'"{text}" is not supported yet (use {use})')
+        raise ValueError(f"{text!r} is not {noun}: use {use}")
+
+    return Kind("string", parse, str)
+
+
+class Settings(NamedTuple):
+    """Effective settings for one session; the top level and every ``[[match]]`` may set each.
+
+    Field defaults are the built-in defaults; see the module docstring for the row format.
+    """
+
+    idle_timeout: Annotated[int, DURATION, "end the session after this long without input "
+                            "from the user's terminal"] = 900
+    # 0 (only after clamping a 1 s timeout) means no warning
+    warn_before: Annotated[int, DURATION, "show the warning this long before the end; must be "
+                           "shorter than idle_timeout"] = 60
+    shell: Annotated[str | None, optional(EXECUTABLE, "none (the account's login shell)"),
+                     "the shell to run instead of the one in passwd"] = None
+    message: Annotated[str, TEMPLATE, "printed when a session is closed"] = (
+        "idlewrap: session closed after {idle} without input.")
+    warning: Annotated[str, TEXT, "the warning banner text, shown as is"] = (
+        "This session is idle and will be closed.")
+    exempt: Annotated[bool, BOOLEAN, "no idle limit at all (the session is still logged)"] = False
+    action: Annotated[str, choice("an action", "terminate", not_yet=("lock",)),
+                      "what happens at the limit"] = "terminate"
+    bell: Annotated[bool, BOOLEAN, "ring the terminal bell with the warning"] = True
+
+
+class Log(NamedTuple):
+    """The ``[log]`` table: where events go."""
+
+    syslog_socket: Annotated[str, PATH, "the syslog socket events are written to"] = "/dev/log"
+
+
+class Key(NamedTuple):
+    """One row of the table."""
+
+    name: str
+    kind: Kind
+    default: Any
+    doc: str
+
+
+class Table(NamedTuple):
+    """A table of its own in the policy file (``[log]``): its record type and its keys."""
+
+    record: Callable[..., Any]  # the NamedTuple class; called with the keys the file set
+    keys: dict[str, Key]
+
+
+def keys_of(record: Any) -> dict[str, Key]:
+    """The rows declared by the NamedTuple class ``record``, by name, in order."""
+    hints = get_type_hints(record, include_extras=True)
+    rows = {}
+    for name in record._fields:
+        kind, doc = hints[name].__metadata__
+        rows[name] = Key(name, kind, record._field_defaults[name], doc)
+    return rows
+
+
+SETTING_KEYS = keys_of(Settings)  # the top level and every [[match]] rule
+SETTING_NAMES = Settings._fields
+TABLES = {"log": Table(Log, keys_of(Log))}  # each is also a field of policy.Policy
+DEFAULTS = Settings()
+DEFAULT_SYSLOG_SOCKET = Log().syslog_socket

@@ -1,0 +1,34 @@
+"""What the wrapper's start-up imports: no command module, nothing only a command needs.
+
+Every login pays for each module the wrapper imports (docs/architecture.md, "Start-up
+cost"); the commands (idlewrap/commands/) are imported only when one is run.
+"""
+
+import os
+import subprocess
+import sys
+
+from tests import infra
+
+
+def _loaded(statement: str) -> set[str]:
+    """Modules that ``statement`` adds to a fresh ``-I`` interpreter running the checkout."""
+    probe = (f"import sys; sys.path.insert(0, {str(infra.REPO)!r}); import argparse, typing; "
+             f"before = set(sys.modules); {statement}; "
+             "print(*sorted(set(sys.modules) - before))")
+    done = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True,
+                          timeout=30, check=True, cwd=os.sep)
+    return set(done.stdout.split())
+
+
+def test_cli_imports_no_command() -> None:
+    """The wrapper's entry loads nothing beyond argparse but the settings it defaults from."""
+    assert _loaded("import idlewrap.cli") <= {
+        "__future__", "idlewrap", "idlewrap.cli", "idlewrap.settings", "idlewrap.durations"}
+
+
+def test_wrapper_start_up_imports_no_command() -> None:
+    loaded = _loaded("import idlewrap.cli, idlewrap.login")
+    assert "idlewrap.login" in loaded
+    assert not {m for m in loaded if m.startswith("idlewrap.commands")}
+    assert not loaded & {"json", "difflib", "shutil", "tempfile", "importlib", "urwid"}
