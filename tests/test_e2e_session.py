@@ -251,7 +251,8 @@ def test_killing_the_client_leaves_no_process_behind(site: Site) -> None:
     child.send("sleep 1001 & nohup sleep 1002 >/dev/null 2>&1 & setsid sleep 1003 & "
                "(trap '' HUP TERM; sleep 1004) & echo started\r")
     child.expect("started\r\n")
-    assert any("sleep 1003" in p for p in infra.processes_of(user))
+    # `echo started` can run before the backgrounded setsid has exec'd its sleep
+    infra.wait_for(lambda: any("sleep 1003" in p for p in infra.processes_of(user)), 2.0)
     os.kill(child.pid, signal.SIGKILL)
     killed = time.monotonic()
     infra.wait_for(lambda: not infra.processes_of(user), 2.0, interval=0.05)
