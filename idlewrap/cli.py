@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         "check": _check,
         "policy": _policy,
         "install-shell": _install_shell,
+        "audit": lambda a: int(__import__("idlewrap.commands.audit", fromlist=["main"]).main(a)),
     }
     if args and args[0] in commands:
         return commands[args[0]](args[1:])

@@ -1,0 +1,1 @@
+"""Commands an admin runs by hand; no session ever imports them."""
