@@ -8,7 +8,7 @@ import pytest
 from idlewrap.audit.account import AccountReport, HostFacts, audit_account
 from idlewrap.audit.findings import CATALOG, check
 from idlewrap.audit.report import Report, exit_status, render_json, render_text
-from idlewrap.audit.sshd import parse_effective
+from idlewrap.audit.sshd import Connection, parse_effective
 from tests import infra
 
 # The ids are an interface (scripts parse --json): renaming one must be deliberate.
@@ -44,7 +44,8 @@ def test_fix_only_when_not_passing() -> None:
     assert check("pam.hook", "fail", "x").refs == CATALOG["pam.hook"].refs
 
 
-FACTS = HostFacts(sshd_version=(9, 2), host="localhost", addr="127.0.0.1",
+FACTS = HostFacts(sshd_version=(9, 2),
+                  connection=Connection("localhost", "127.0.0.1", "127.0.0.1", 22),
                   default_config="/nonexistent/idlewrap.toml", way_outs=())
 GOOD_SSHD = """\
 forcecommand /usr/bin/python3 -I -m idlewrap

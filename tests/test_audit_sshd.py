@@ -3,6 +3,7 @@
 import pytest
 
 from idlewrap.audit.sshd import (
+    Connection,
     channel_timeout,
     glob_match,
     parse_effective,
@@ -89,3 +90,9 @@ def test_refusal_follows_sshds_order() -> None:
     assert refusal(groups, "bob", 1001, frozenset({"users"}), host="h",
                    addr="10.1.2.3") == "AllowGroups lists none of its groups"
     assert refusal(groups, "bob", 1001, frozenset({"staff"}), host="h", addr="10.1.2.3") is None
+
+
+def test_connection_spec_names_everything_match_blocks_can_ask_for() -> None:
+    # Without lport, sshd -T refuses any config with a Match LocalPort block.
+    assert Connection("localhost", "127.0.0.1", "127.0.0.1", 22).spec("alice") == (
+        "user=alice,host=localhost,addr=127.0.0.1,laddr=127.0.0.1,lport=22")

@@ -29,7 +29,13 @@ from idlewrap.audit.launch import (
     user_file_before_command,
     writable_by_others,
 )
-from idlewrap.audit.sshd import SshdConfig, channel_timeout, pattern_list_match, refusal
+from idlewrap.audit.sshd import (
+    Connection,
+    SshdConfig,
+    channel_timeout,
+    pattern_list_match,
+    refusal,
+)
 from idlewrap.durations import format_duration
 from idlewrap.identity import LoginContext, login_context
 from idlewrap.policy import Policy, Problem, Resolved, load_policy_failsafe, resolve
@@ -51,8 +57,7 @@ class HostFacts(NamedTuple):
     """What every account's audit needs from the host."""
 
     sshd_version: tuple[int, int] | None
-    host: str  # the connection spec given to sshd -T
-    addr: str
+    connection: Connection  # what sshd -T was told about the connection
     default_config: str  # the policy file when the wrapper names none
     way_outs: tuple[str, ...]  # host-wide escapes (PAM), for every wrapped account
 
@@ -76,10 +81,12 @@ def policy_at(path: str) -> tuple[Policy, tuple[Problem, ...]]:
 
 def audit_account(user: str, shell: str, sshd: SshdConfig, host: HostFacts) -> AccountReport:
     """Audit ``user`` (login shell ``shell``) under sshd's settings for that account."""
-    ctx = login_context(user, address=ip_address(host.addr), command=False)
+    connection = host.connection
+    ctx = login_context(user, address=ip_address(connection.addr), command=False)
     if starts_no_session(shell):
         return _no_session(user, f"login shell {shell} starts no session")
-    refused = refusal(sshd, user, ctx.uid, ctx.groups, host=host.host, addr=host.addr)
+    refused = refusal(sshd, user, ctx.uid, ctx.groups, host=connection.host,
+                      addr=connection.addr)
     if refused is not None:
         return _no_session(user, f"sshd refuses this account ({refused})")
     forced = sshd.get("forcecommand", "none")
@@ -128,8 +135,8 @@ def _coverage(checks: list[Check], mode: Mode | None, resolved: Resolved, host: 
     if way_outs:
         return "escapable", "; ".join(way_outs)
     if mode == "launcher":
-        return "covered", f"login shell {shell} is the idlewrap launcher: sshd starts it " \
-                          "before any user file"
+        return "covered", (f"login shell {shell} is the idlewrap launcher: sshd starts it "
+                           "before any user file")
     if mode == "sftp":
         return "covered", "ForceCommand internal-sftp: sftp only, no shell"
     return "covered", f"ForceCommand runs idlewrap and {shell} reads no user file first"

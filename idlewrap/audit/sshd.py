@@ -46,15 +46,26 @@ def parse_effective(text: str) -> SshdConfig:
     return SshdConfig(values)
 
 
-def effective_config(sshd: str, config: str, *, user: str | None = None,
-                     host: str = "localhost", addr: str = "127.0.0.1") -> SshdConfig:
-    """Run ``sshd -T`` for ``config``, with Match blocks applied for ``user`` if given.
+class Connection(NamedTuple):
+    """The connection ``sshd -T -C`` evaluates Match blocks for (besides the user)."""
+
+    host: str  # client host name (sshd uses the address itself with UseDNS no)
+    addr: str  # client address
+    laddr: str  # local address and port the connection arrives at
+    lport: int
+
+    def spec(self, user: str) -> str:
+        """The ``-C`` argument for ``user``."""
+        return (f"user={user},host={self.host},addr={self.addr},laddr={self.laddr},"
+                f"lport={self.lport}")
+
+
+def effective_config(sshd: str, config: str, user: str, connection: Connection) -> SshdConfig:
+    """Run ``sshd -T`` for ``config`` with Match blocks applied for ``user``'s connection.
 
     Raises :class:`SshdError` with sshd's own first complaint when it fails.
     """
-    argv = [sshd, "-T", "-f", config]
-    if user is not None:
-        argv += ["-C", f"user={user},host={host},addr={addr}"]
+    argv = [sshd, "-T", "-f", config, "-C", connection.spec(user)]
     try:
         result = subprocess.run(argv, capture_output=True, text=True, check=False,
                                 errors="replace", timeout=30)

@@ -29,7 +29,7 @@ from idlewrap.audit.host import (
 from idlewrap.audit.launch import starts_no_session
 from idlewrap.audit.pam_stack import PamError, read_stack
 from idlewrap.audit.report import Report, exit_status, render_json, render_text
-from idlewrap.audit.sshd import SshdError, effective_config, sshd_version
+from idlewrap.audit.sshd import Connection, SshdError, effective_config, sshd_version
 from idlewrap.policy import DEFAULT_CONFIG
 
 SSHD = "/usr/sbin/sshd"
@@ -60,6 +60,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--addr", default="127.0.0.1", type=_address, metavar="IP",
                         help="client address for sshd's Match blocks and the policy's "
                         "address rules (default 127.0.0.1)")
+    parser.add_argument("--laddr", default="127.0.0.1", type=_address, metavar="IP",
+                        help="local address the connection arrives at, for Match "
+                        "LocalAddress (default 127.0.0.1)")
+    parser.add_argument("--lport", default=22, type=int, metavar="PORT",
+                        help="local port, for Match LocalPort (default 22)")
     parser.add_argument("--sshd", default=SSHD, metavar="PATH",
                         help=f"the sshd binary (default {SSHD})")
     parser.add_argument("--etc", default="/etc", metavar="DIR",
@@ -98,18 +103,20 @@ def _audit(options: argparse.Namespace) -> Report:
         except OSError as err:
             raise AuditError(f"{path}: {err.strerror or err}") from None
     addr = options.addr
-    host = "localhost" if ip_address(addr).is_loopback else addr
+    connection = Connection(host="localhost" if ip_address(addr).is_loopback else addr,
+                            addr=addr, laddr=options.laddr, lport=options.lport)
     try:
-        global_sshd = effective_config(options.sshd, options.sshd_config)
+        # UsePAM is global; root exists everywhere, and this also validates the file.
+        global_sshd = effective_config(options.sshd, options.sshd_config, "root", connection)
         stack = read_stack(options.pam_file)
         accounts = _accounts(options.user)
         version = sshd_version(options.sshd)
         policy, _ = policy_at(options.config)
         pam, way_outs = pam_checks(stack, use_pam=global_sshd.get("usepam") == "yes",
                                    pam_file=options.pam_file, lock_needed=locks(policy))
-        facts = HostFacts(version, host, addr, options.config, way_outs)
+        facts = HostFacts(version, connection, options.config, way_outs)
         reports = [audit_account(user, shell, effective_config(
-            options.sshd, options.sshd_config, user=user, host=host, addr=addr), facts)
+            options.sshd, options.sshd_config, user, connection), facts)
             for user, shell in accounts]
     except (SshdError, PamError) as err:
         raise AuditError(str(err)) from None
@@ -117,7 +124,8 @@ def _audit(options: argparse.Namespace) -> Report:
               watchdog_check(options.watchdog_socket), *classic_checks(Path(options.etc))]
     shown = "unknown" if version is None else f"{version[0]}.{version[1]}"
     header = (f"idlewrap audit: sshd {options.sshd_config} (OpenSSH {shown}), PAM "
-              f"{options.pam_file}, policy {options.config}, connections from {addr}")
+              f"{options.pam_file}, policy {options.config}, connections from {addr} to "
+              f"{options.laddr} port {options.lport}")
     return Report(header, reports, checks)
 
 

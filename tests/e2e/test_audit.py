@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from idlewrap.audit.findings import CATALOG
@@ -155,6 +156,16 @@ def test_match_user_forcecommand_none_uncovers_that_user(fx: Fixture) -> None:
     assert status == 1
 
 
+def test_match_blocks_see_the_connection_given(fx: Fixture) -> None:
+    config = fx.sshd_config(f"{GOOD_GLOBALS}Match LocalPort 2222 Address 10.0.0.0/8\n"
+                            f"    ForceCommand {fx.force}\n")
+    _, report = fx.audit_json(config, "--user", "iwc_plain")
+    assert accounts(report)["iwc_plain"]["coverage"] == "uncovered"
+    _, report = fx.audit_json(config, "--user", "iwc_plain", "--lport", "2222",
+                              "--addr", "10.1.2.3")
+    assert accounts(report)["iwc_plain"]["coverage"] == "covered"
+
+
 def test_a_good_host_passes_with_exit_0(fx: Fixture) -> None:
     config = fx.sshd_config(f"{GOOD_GLOBALS}ForceCommand {fx.force}\n"
                             "Match User iwc_launch\n    ForceCommand none\n")
@@ -214,7 +225,9 @@ def test_launcher_with_user_rc_is_escapable_as_it_really_is(fx: Fixture) -> None
     child = server.interactive("iwc_rc")
     try:
         child.expect_exact("rc-shell$ ")
-        time.sleep(2 + 2)  # twice past the 2s limit, with no key
+        # Twice the 2s limit without a key: no warning, no goodbye, no hang-up.
+        seen = child.expect([pexpect.EOF, "idle", pexpect.TIMEOUT], timeout=4)
+        assert seen == 2, f"the rc shell was timed: {child.before!r}"
         child.send("echo still-$((40+2))\r")
         child.expect_exact("still-42")
     finally:
@@ -275,7 +288,7 @@ def test_text_report_line_by_line(fx: Fixture) -> None:
     ]
     expected = [
         f"idlewrap audit: sshd {config} (OpenSSH {version}), PAM {fx.pam_good}, policy "
-        f"{fx.policy}, connections from 127.0.0.1",
+        f"{fx.policy}, connections from 127.0.0.1 to 127.0.0.1 port 22",
         "",
         "account iwc_admin: covered (idle limit 10m): ForceCommand runs idlewrap and /bin/sh "
         "reads no user file first",
