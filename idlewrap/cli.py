@@ -5,6 +5,7 @@
     idlewrap check [--config PATH]
     idlewrap policy --user NAME [--address IP] [--command] [--config PATH] [--json]
     idlewrap install-shell PATH [--config PATH]
+    idlewrap audit [--config PATH] [--sshd-config PATH] [--pam-file PATH] [--user NAME]... [--json]
 
 Only the command line an admin wrote decides what the wrapper does: no
 environment variable is consulted except those sshd sets for the session.
@@ -22,7 +23,7 @@ from idlewrap.settings import DEFAULT_CONFIG
 
 # Each is the module idlewrap/commands/NAME.py ("-" as "_") with main(argv) -> int,
 # imported only when run: the wrapper's start-up loads none of them.
-COMMANDS = ("demo", "check", "policy", "install-shell")
+COMMANDS = ("demo", "check", "policy", "install-shell", "audit")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -78,8 +78,8 @@ def installed_python_check() -> None:
     if probe.returncode != 0:
         raise RuntimeError(f"{PYTHON} cannot import idlewrap (run tests/run)\n{probe.stderr}")
     installed = Path(probe.stdout.strip())
-    for source in (REPO / "idlewrap").glob("*.py"):
-        target = installed / source.name
+    for source in (REPO / "idlewrap").rglob("*.py"):
+        target = installed / source.relative_to(REPO / "idlewrap")
         if not target.exists() or _digest(target) != _digest(source):
             raise RuntimeError(f"{target} differs from the checkout: run tests/run to reinstall")
 
