@@ -13,7 +13,7 @@ from idlewrap.audit.launch import (
     user_file_before_command,
     writable_by_others,
 )
-from idlewrap.launcher import render
+from idlewrap.commands.install_shell import render
 
 
 @pytest.mark.parametrize(("command", "kind", "isolated", "config"), [

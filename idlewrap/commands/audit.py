@@ -30,7 +30,7 @@ from idlewrap.audit.launch import starts_no_session
 from idlewrap.audit.pam_stack import PamError, read_stack
 from idlewrap.audit.report import Report, exit_status, render_json, render_text
 from idlewrap.audit.sshd import Connection, SshdError, effective_config, sshd_version
-from idlewrap.policy import DEFAULT_CONFIG
+from idlewrap.settings import DEFAULT_CONFIG
 
 SSHD = "/usr/sbin/sshd"
 SSHD_CONFIG = "/etc/ssh/sshd_config"
