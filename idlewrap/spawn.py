@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import NamedTuple
+import termios
+from typing import Any, NamedTuple
 
 from idlewrap.terminal import set_size
 
@@ -25,10 +26,17 @@ class Child(NamedTuple):
     pty: bool
 
 
-def spawn_in_pty(path: str, argv: list[str], env: dict[str, str], size: tuple[int, int]) -> Child:
-    """Run `path` as the session leader of a new pty of `size` (rows, cols)."""
+def spawn_in_pty(
+    path: str, argv: list[str], env: dict[str, str], size: tuple[int, int], attrs: list[Any]
+) -> Child:
+    """Run `path` as the session leader of a new pty of `size` (rows, cols).
+
+    `attrs` (termios.tcgetattr) are the user's terminal settings: the program must see
+    the erase and interrupt keys, flags and speed the client sent, not a fresh pty's.
+    """
     master, slave = os.openpty()
     try:
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
         set_size(slave, *size)
         slave_name = os.ttyname(slave)
         pid = _spawn_session(

@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import sys
+import termios
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -67,7 +68,8 @@ def run_relayed(todo: Plan, limits: Limits, events: Events, *, term: str | None)
     pty = todo.mode == "interactive"
     try:
         if pty:
-            child = spawn_in_pty(todo.path, todo.argv, todo.env, get_size(0))
+            child = spawn_in_pty(todo.path, todo.argv, todo.env, get_size(0),
+                                 termios.tcgetattr(0))
         else:
             child = spawn_on_pipe(todo.path, todo.argv, todo.env)
     except OSError as e:

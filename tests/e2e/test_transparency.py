@@ -147,3 +147,15 @@ def test_environment_is_sshds(site: Site, tty: bool) -> None:
     assert "SSH_ORIGINAL_COMMAND" not in wrapped  # as without a ForceCommand
     assert passed.pop("SSH_ORIGINAL_COMMAND") == "env"
     assert wrapped == passed
+
+
+# -- defect 8: the client's terminal settings --------------------------------------------------
+
+
+def test_terminal_settings_are_the_clients(site: Site) -> None:
+    """The inner pty starts with the termios the client's terminal sent, not a fresh pty's."""
+    shown = site.both("stty -a", tty=True, setup="stty erase ^H intr ^X; ")
+    wrapped = complete_lines(shown["idlewrap"])
+    passed = complete_lines(shown["pass-through"])
+    assert b"erase = ^H" in b" ".join(passed) and b"intr = ^X" in b" ".join(passed), passed
+    assert wrapped == passed
