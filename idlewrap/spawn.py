@@ -13,6 +13,7 @@ import signal
 import termios
 from typing import Any, NamedTuple
 
+from idlewrap.hardening import drop_subreaper
 from idlewrap.terminal import set_size
 
 _DEFAULT_SIGNALS = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
@@ -86,7 +87,12 @@ def _spawn_session(
 
 
 def exec_replacing(path: str, argv: list[str], env: dict[str, str]) -> None:
-    """Become the program (command mode): the byte stream is then sshd's and the program's alone."""
+    """Become the program (command mode): the byte stream is then sshd's and the program's alone.
+
+    What the wrapper set for itself and execve keeps goes back to what a program
+    expects: default SIGPIPE and SIGXFSZ, and no child subreaper flag.
+    """
+    drop_subreaper()
     for signum in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(signum, signal.SIG_DFL)
     os.execve(path, argv, env)

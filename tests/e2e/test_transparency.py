@@ -159,3 +159,22 @@ def test_terminal_settings_are_the_clients(site: Site) -> None:
     passed = complete_lines(shown["pass-through"])
     assert b"erase = ^H" in b" ".join(passed) and b"intr = ^X" in b" ".join(passed), passed
     assert wrapped == passed
+
+
+# -- defect 4: orphans ---------------------------------------------------------------------------
+
+
+def test_orphans_of_a_command_are_not_its_children(site: Site) -> None:
+    """`ssh host CMD` is exec'd: the wrapper's child-subreaper flag must not outlive the exec.
+
+    Otherwise every orphan below CMD becomes CMD's child, a zombie it never waits for.
+    """
+    command = (
+        "orphan=$(sh -c 'sleep 30 >/dev/null 2>&1 & echo $!'); "
+        'parent=$(ps -o ppid= -p "$orphan"); kill "$orphan"; '
+        'if [ -z "$parent" ]; then echo lost; '
+        'elif [ "$parent" -eq $$ ]; then echo adopted; else echo not-adopted; fi'
+    )
+    shown = site.both(command)
+    assert shown["pass-through"] == b"not-adopted\n"
+    assert shown["idlewrap"] == shown["pass-through"]
