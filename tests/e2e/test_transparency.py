@@ -178,3 +178,23 @@ def test_orphans_of_a_command_are_not_its_children(site: Site) -> None:
     shown = site.both(command)
     assert shown["pass-through"] == b"not-adopted\n"
     assert shown["idlewrap"] == shown["pass-through"]
+
+
+# -- defects 9 and 10: the lead's relay work fixes them --------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue 8 defect 9/10: fixed by the relay work")
+def test_no_terminal_reset_a_program_did_not_ask_for(site: Site) -> None:
+    """`printf hi` set no terminal mode: nothing but `hi` may follow it on the terminal."""
+    shown = site.both("printf hi", tty=True)
+    assert shown["pass-through"].endswith(b"hi")
+    assert shown["idlewrap"] == shown["pass-through"]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 8 defect 9/10: fixed by the relay work")
+def test_a_0x0_window_stays_0x0(site: Site) -> None:
+    """A client whose terminal has no size passes none on; the program must see the same."""
+    shown = site.both("stty size", tty=True, rows=0, cols=0)
+    passed = complete_lines(shown["pass-through"])
+    assert passed == [b"0 0"]
+    assert complete_lines(shown["idlewrap"]) == passed
