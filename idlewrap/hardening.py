@@ -2,6 +2,8 @@
 
 - Not dumpable: no ptrace, no /proc/PID/mem or environ for the same uid.
 - Child subreaper: orphaned descendants stay below the wrapper, so teardown finds them.
+  A command session execs the program instead, which must not inherit the flag
+  (`drop_subreaper`): it would collect every orphan below it as a zombie it never waits for.
 - Dead man's switch: a kernel timer that SIGKILLs the wrapper a little after the
   idle deadline. The wrapper re-arms it while it runs; if it is stopped (SIGSTOP
   cannot be caught) it cannot, the timer fires, the pty master closes and the
@@ -39,6 +41,11 @@ def protect_process() -> None:
     """Make this process non-dumpable and a subreaper for its descendants."""
     _prctl(_PR_SET_DUMPABLE, 0)
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def drop_subreaper() -> None:
+    """Stop collecting orphaned descendants (before exec: the kernel keeps the flag)."""
+    _prctl(_PR_SET_CHILD_SUBREAPER, 0)
 
 
 class _SigEvent(ctypes.Structure):

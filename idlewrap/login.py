@@ -12,6 +12,7 @@ import pwd
 import sys
 from collections.abc import Mapping
 
+from idlewrap.environment import exec_environment
 from idlewrap.events import EventLog, connection_fields, new_session_id
 from idlewrap.hardening import protect_process
 from idlewrap.identity import LoginContext, SessionKind, groups_of, parse_ssh_connection
@@ -22,7 +23,12 @@ from idlewrap.wrapper import EXIT_NO_SHELL, Limits, run_relayed
 
 
 def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> int:
-    """The deployed wrapper (ForceCommand or login shell): one guarded session."""
+    """The deployed wrapper (ForceCommand or login shell): one guarded session.
+
+    `env` identifies the connection (SSH_CONNECTION, TERM); the session gets the
+    environment sshd started this process with, not what the interpreter made of it.
+    """
+    session_env = exec_environment()  # before protect_process: then only root may read it
     protect_process()
     account = pwd.getpwuid(os.getuid())
     tty = os.isatty(0)
@@ -34,7 +40,7 @@ def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> in
     resolved = resolve(policy, ctx)
     settings = resolved.settings
     shell = real_shell(settings.shell, account.pw_shell)
-    todo = plan(shell=shell, command=command, tty=tty, env=dict(env))
+    todo = plan(shell=shell, command=command, tty=tty, env=session_env)
     events = EventLog(
         policy.log_socket,
         base={

@@ -28,11 +28,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: Sequence[str]) -> None:
+    # Imported here so that even a broken install ends in one line and exit 0.
+    from idlewrap.environment import exec_environment
+
     env = exec_environment()
     event = EVENTS.get(env.get("PAM_TYPE", ""))
     if event is None:
         return
-    # Imported here so that even a broken install ends in one line and exit 0.
     from idlewrap.events import EventLog, connection_fields
     from idlewrap.policy import load_policy_failsafe
     from idlewrap.settings import DEFAULT_CONFIG
@@ -55,29 +57,6 @@ def _run(args: Sequence[str]) -> None:
     log = EventLog(policy.log_socket, base=fields)
     log.emit(event)
     log.close()
-
-
-def exec_environment(raw: bytes | None = None) -> dict[str, str]:
-    """The environment this process was started with; of duplicate names, the last wins.
-
-    pam_exec passes the PAM environment first and appends the PAM items (PAM_USER,
-    PAM_TYPE, ...) after it. With ``user_readenv=1`` (Debian's sshd stack) a user's
-    ``~/.pam_environment`` can put its own PAM_USER or PAM_TYPE in the PAM environment,
-    and ``os.environ`` keeps the *first* of duplicates. ``raw`` is the NUL-separated
-    block; by default ``/proc/self/environ`` (``os.environ`` if that cannot be read).
-    """
-    if raw is None:
-        try:
-            with open("/proc/self/environ", "rb") as f:
-                raw = f.read()
-        except OSError:
-            return dict(os.environ)
-    env = {}
-    for entry in raw.split(b"\0"):
-        name, sep, value = entry.partition(b"=")
-        if sep and name:
-            env[os.fsdecode(name)] = os.fsdecode(value)
-    return env
 
 
 def _config_path(args: Sequence[str], default: str) -> str | None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import NamedTuple
+import termios
+from typing import Any, NamedTuple
 
+from idlewrap.hardening import drop_subreaper
 from idlewrap.terminal import set_size
 
 _DEFAULT_SIGNALS = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
@@ -25,10 +27,17 @@ class Child(NamedTuple):
     pty: bool
 
 
-def spawn_in_pty(path: str, argv: list[str], env: dict[str, str], size: tuple[int, int]) -> Child:
-    """Run `path` as the session leader of a new pty of `size` (rows, cols)."""
+def spawn_in_pty(
+    path: str, argv: list[str], env: dict[str, str], size: tuple[int, int], attrs: list[Any]
+) -> Child:
+    """Run `path` as the session leader of a new pty of `size` (rows, cols).
+
+    `attrs` (termios.tcgetattr) are the user's terminal settings: the program must see
+    the erase and interrupt keys, flags and speed the client sent, not a fresh pty's.
+    """
     master, slave = os.openpty()
     try:
+        termios.tcsetattr(slave, termios.TCSANOW, attrs)
         set_size(slave, *size)
         slave_name = os.ttyname(slave)
         pid = _spawn_session(
@@ -78,7 +87,12 @@ def _spawn_session(
 
 
 def exec_replacing(path: str, argv: list[str], env: dict[str, str]) -> None:
-    """Become the program (command mode): the byte stream is then sshd's and the program's alone."""
+    """Become the program (command mode): the byte stream is then sshd's and the program's alone.
+
+    What the wrapper set for itself and execve keeps goes back to what a program
+    expects: default SIGPIPE and SIGXFSZ, and no child subreaper flag.
+    """
+    drop_subreaper()
     for signum in (signal.SIGPIPE, signal.SIGXFSZ):
         signal.signal(signum, signal.SIG_DFL)
     os.execve(path, argv, env)

@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import sys
+import termios
 from collections.abc import Mapping
 from typing import NamedTuple
 
@@ -97,7 +98,8 @@ def run_relayed(todo: Plan, limits: Limits, events: Events, *, term: str | None)
 
 def _spawn(todo: Plan) -> Child:
     if todo.mode == "interactive":
-        return spawn_in_pty(todo.path, todo.argv, todo.env, get_size(0))
+        # the client's terminal settings, read before fd 0 goes raw
+        return spawn_in_pty(todo.path, todo.argv, todo.env, get_size(0), termios.tcgetattr(0))
     return spawn_on_pipe(todo.path, todo.argv, todo.env)
 
 

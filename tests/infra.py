@@ -1,5 +1,7 @@
 """Real parts for end-to-end tests: users, a private sshd on 127.0.0.1, the ssh client.
 
+The tests in e2e/ use all of it; unit tests with a few root cases use its file helpers.
+
 Everything lives under /run/idlewrap-tests (root-owned, 0755, so policy files
 there pass idlewrap's ownership rule and test users can read them) and is
 removed at the end of the run. Nothing in /etc is edited except one PAM service

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from idlewrap.events import connection_fields
-from idlewrap.pam_hook import exec_environment
 from tests import infra
 from tests.test_events import drain, parse_datagram
 
@@ -120,17 +119,13 @@ def test_broken_install_is_one_line_and_exit_0(tmp_path: Path) -> None:
     (tmp_path / "idlewrap").mkdir()
     (tmp_path / "idlewrap" / "__init__.py").write_text("")
     (tmp_path / "idlewrap" / "events.py").write_text("raise ImportError('broken')\n")
-    shutil.copy(infra.REPO / "idlewrap" / "pam_hook.py", tmp_path / "idlewrap")
+    for module in ("pam_hook.py", "environment.py"):
+        shutil.copy(infra.REPO / "idlewrap" / module, tmp_path / "idlewrap")
     hook = [*HOOK[:3], HOOK[3].replace(repr(str(infra.REPO)), repr(str(tmp_path)))]
     done = subprocess.run(hook, env={**PAM_ENV, "PAM_TYPE": "open_session"},
                           capture_output=True, timeout=20, check=False)
     assert (done.returncode, done.stdout) == (0, b"")
     assert done.stderr == b"idlewrap pam_hook: broken\n"
-
-
-def test_exec_environment_last_duplicate_wins() -> None:
-    raw = b"PAM_USER=mallory\0PAM_TYPE=auth\0X=a=b\0junk\0PAM_USER=root\0PAM_TYPE=open_session\0"
-    assert exec_environment(raw) == {"PAM_USER": "root", "PAM_TYPE": "open_session", "X": "a=b"}
 
 
 @pytest.mark.root

@@ -18,7 +18,7 @@ import pytest
 
 from idlewrap.audit.findings import CATALOG
 from tests import infra
-from tests.conftest import E2E
+from tests.e2e.conftest import E2E
 
 pytestmark = pytest.mark.root
 

@@ -13,8 +13,8 @@ import pexpect
 import pytest
 
 from tests import infra
-from tests.conftest import E2E
-from tests.test_e2e_session import PROMPT
+from tests.e2e.conftest import E2E
+from tests.e2e.test_session import PROMPT
 
 pytestmark = pytest.mark.root
 

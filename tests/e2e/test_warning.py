@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests import infra
-from tests.conftest import E2E
+from tests.e2e.conftest import E2E
 
 pytestmark = pytest.mark.root
 

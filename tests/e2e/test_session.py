@@ -17,7 +17,7 @@ import pexpect
 import pytest
 
 from tests import infra
-from tests.conftest import E2E
+from tests.e2e.conftest import E2E
 
 pytestmark = pytest.mark.root
 

@@ -24,7 +24,7 @@ import pytest
 
 from idlewrap.events import connection_fields
 from tests import infra
-from tests.conftest import E2E
+from tests.e2e.conftest import E2E
 from tests.test_events import parse_datagram
 
 pytestmark = pytest.mark.root

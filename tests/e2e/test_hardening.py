@@ -11,8 +11,8 @@ import pexpect
 import pytest
 
 from idlewrap.idle import DEADMAN_GRACE
-from tests.conftest import E2E
-from tests.test_e2e_session import IDLE, POLICY, PROMPT
+from tests.e2e.conftest import E2E
+from tests.e2e.test_session import IDLE, POLICY, PROMPT
 
 pytestmark = pytest.mark.root
 
