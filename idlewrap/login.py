@@ -19,7 +19,7 @@ from idlewrap.identity import LoginContext, SessionKind, groups_of, parse_ssh_co
 from idlewrap.policy import Problem, load_policy_failsafe, resolve
 from idlewrap.session import Plan, plan, real_shell
 from idlewrap.spawn import exec_replacing
-from idlewrap.wrapper import EXIT_NO_SHELL, Limits, run_relayed
+from idlewrap.wrapper import EXIT_NO_SHELL, run_relayed
 
 
 def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> int:
@@ -66,16 +66,9 @@ def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> in
     if todo.mode == "command":
         events.close()
         return _exec(todo)
-    limits = Limits(
-        idle_timeout=settings.idle_timeout,
-        warn_before=settings.warn_before,
-        exempt=settings.exempt,
-        message=settings.message.replace("{user}", account.pw_name),
-        warning=settings.warning,
-        bell=settings.bell,
-    )
+    settings = settings._replace(message=settings.message.replace("{user}", account.pw_name))
     try:
-        return run_relayed(todo, limits, events, term=env.get("TERM"))
+        return run_relayed(todo, settings, events, term=env.get("TERM"))
     finally:
         events.close()
 

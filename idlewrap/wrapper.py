@@ -12,7 +12,6 @@ import signal
 import sys
 import termios
 from collections.abc import Mapping
-from typing import NamedTuple
 
 from idlewrap import deadline as clock
 from idlewrap import teardown
@@ -22,6 +21,7 @@ from idlewrap.hardening import DeadMansSwitch, protect_process
 from idlewrap.idle import Events, IdleGuard, WarningStyle
 from idlewrap.relay import Outcome, Relay, Result
 from idlewrap.session import Plan
+from idlewrap.settings import Settings
 from idlewrap.signals import SignalWakeup
 from idlewrap.spawn import Child, spawn_in_pty, spawn_on_pipe
 from idlewrap.terminal import get_size, nonblocking, raw_mode, write_all
@@ -29,17 +29,6 @@ from idlewrap.terminal import get_size, nonblocking, raw_mode, write_all
 EXIT_TIMEOUT = 124  # as timeout(1): the session was ended for being idle
 EXIT_INTERNAL = 70  # EX_SOFTWARE (sysexits.h): the wrapper failed and ended the session
 EXIT_NO_SHELL = 127
-
-
-class Limits(NamedTuple):
-    """The parts of the policy the relay enforces."""
-
-    idle_timeout: int
-    warn_before: int
-    exempt: bool
-    message: str
-    warning: str
-    bell: bool
 
 
 class _NoEvents:
@@ -55,18 +44,16 @@ def run_demo(
     """`idlewrap demo`: the same relay and deadline, no policy, no log, no root."""
     protect_process()
     todo = Plan("interactive" if os.isatty(0) else "pipe", argv[0], argv, dict(env))
-    limits = Limits(
+    settings = Settings(
         idle_timeout=idle_timeout,
         warn_before=warn_before,
-        exempt=False,
         message="idlewrap demo: session closed after {idle} without input.",
         warning="This demo session is idle and will be closed.",
-        bell=True,
     )
-    return run_relayed(todo, limits, _NoEvents(), term=env.get("TERM"))
+    return run_relayed(todo, settings, _NoEvents(), term=env.get("TERM"))
 
 
-def run_relayed(todo: Plan, limits: Limits, events: Events, *, term: str | None) -> int:
+def run_relayed(todo: Plan, settings: Settings, events: Events, *, term: str | None) -> int:
     """Start the program under the deadline, relay until the end, tear down, report."""
     pty = todo.mode == "interactive"
     with SignalWakeup() as signals, Alarm() as alarm:
@@ -76,11 +63,11 @@ def run_relayed(todo: Plan, limits: Limits, events: Events, *, term: str | None)
             print(f"idlewrap: cannot run {todo.path}: {e.strerror}", file=sys.stderr)
             return EXIT_NO_SHELL
         relay = Relay(child, user_in=0, user_out=1, signals=signals, alarm=alarm)
-        guard = None if limits.exempt else IdleGuard(
-            IdleDeadline(limits.idle_timeout, limits.warn_before, clock.now()),
+        guard = None if settings.exempt else IdleGuard(
+            IdleDeadline(settings.idle_timeout, settings.warn_before, clock.now()),
             deadman=DeadMansSwitch(),
             events=events,
-            style=WarningStyle(limits.warning, limits.bell, term),
+            style=WarningStyle(settings.warning, settings.bell, term),
             screen=relay if pty else None,
             now=clock.now(),
         )
@@ -91,7 +78,7 @@ def run_relayed(todo: Plan, limits: Limits, events: Events, *, term: str | None)
             result = relay.run(guard)
             status = _report_end(result, events)  # logged at the deadline, not after cleanup
             signals.ignore_ending()  # the goodbye and the teardown run to their end
-            _say_goodbye(result, relay, limits, child)
+            _say_goodbye(result, relay, settings, child)
         _end_session(child, relay)
     return status
 
@@ -103,7 +90,7 @@ def _spawn(todo: Plan) -> Child:
     return spawn_on_pipe(todo.path, todo.argv, todo.env)
 
 
-def _say_goodbye(result: Result, relay: Relay, limits: Limits, child: Child) -> None:
+def _say_goodbye(result: Result, relay: Relay, settings: Settings, child: Child) -> None:
     """Leave the user's terminal sane and, on a timeout, tell the user why it ended."""
     if result.outcome is Outcome.DISCONNECT:
         return
@@ -111,7 +98,7 @@ def _say_goodbye(result: Result, relay: Relay, limits: Limits, child: Child) -> 
     if child.pty:
         text += relay.terminal_reset()
     if result.outcome is Outcome.TIMEOUT:
-        message = limits.message.replace("{idle}", format_duration(limits.idle_timeout))
+        message = settings.message.replace("{idle}", format_duration(settings.idle_timeout))
         text += f"\r\n{message}\r\n".encode() if child.pty else f"{message}\n".encode()
     with contextlib.suppress(OSError):  # a client that stopped reading gets 1 s, not more
         write_all(1 if child.pty else 2, text, 1.0)

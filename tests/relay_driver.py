@@ -17,7 +17,8 @@ import sys
 from idlewrap import deadline as clock
 from idlewrap import overlay
 from idlewrap.session import Plan
-from idlewrap.wrapper import Limits, run_relayed
+from idlewrap.settings import Settings
+from idlewrap.wrapper import run_relayed
 
 MESSAGE = "driver: closed after {idle} idle."
 WARNING = "Idle session."
@@ -50,8 +51,9 @@ def main() -> None:
         overlay._WRITE_TIMEOUT = args.write_timeout  # a test can wait 1 s, not 5
     argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     mode = "interactive" if os.isatty(0) else "pipe"
-    limits = Limits(args.idle, args.warn, args.exempt, MESSAGE, args.warning, bell=False)
-    status = run_relayed(Plan(mode, argv[0], argv, dict(os.environ)), limits,
+    settings = Settings(idle_timeout=args.idle, warn_before=args.warn, message=MESSAGE,
+                        warning=args.warning, exempt=args.exempt, bell=False)
+    status = run_relayed(Plan(mode, argv[0], argv, dict(os.environ)), settings,
                          JsonEvents(args.events), term=args.term)
     sys.stdout.flush()
     os._exit(status)
