@@ -206,7 +206,10 @@ class Relay:
     def _on_child_output(self) -> None:
         # A pty hands out about 4 KB a read: reading on while the terminal keeps up costs
         # one poll per burst instead of one per chunk, and input is still read between bursts.
-        fd, out, guard = self.child.fd, self.user_out, self.guard
+        # The per-chunk path is kept to a read, the mode tracker's ESC test and a write.
+        fd, out, feed = self.child.fd, self.user_out, self.modes.feed
+        guard = self.guard
+        watch = self.exited_at is not None or (guard is not None and guard.awaits_output)
         for _ in range(OUTPUT_BURST):
             try:
                 data = os.read(fd, CHUNK)
@@ -219,14 +222,28 @@ class Relay:
                 if self.exited_at is not None:
                     self._end_if_drained()
                 return
-            if self.exited_at is not None:
-                self.last_output = clock.now()
-            if guard is not None and guard.awaits_output:
-                guard.on_output(clock.now())
-            self.modes.feed(data)
-            self.to_user = self._write(out, data, user_side=True)
-            if self.to_user or self.result is not None:
+            if watch:
+                self._noticed_output()
+            feed(data)
+            try:
+                written = os.write(out, data)
+            except BlockingIOError:
+                self.to_user = data
                 return
+            except OSError as e:
+                self._user_gone(e)
+                return
+            if written < len(data):
+                self.to_user = data[written:]
+                return
+
+    def _noticed_output(self) -> None:
+        """Output that matters beyond relaying: after exit (drain) or for a repaint."""
+        now = clock.now()
+        if self.exited_at is not None:
+            self.last_output = now
+        if self.guard is not None and self.guard.awaits_output:
+            self.guard.on_output(now)
 
     def _end_if_drained(self) -> None:
         """The program exited: end once its output is read and written out."""
