@@ -69,22 +69,16 @@ class InputClassifier:
         buf = self._carry + data
         self._carry = b""
         acted = False
-        pos, end = 0, len(buf)
-        while pos < end:
-            if self._string:
-                pos = self._skip_string(buf, pos)
-                continue
-            esc = buf.find(b"\x1b", pos)
-            if esc < 0:
-                return True  # the rest is keys
-            acted = acted or esc > pos
-            after, action = self._escape(buf, esc)
-            if after == _INCOMPLETE:
-                self._carry = buf[esc:]
-                break
-            acted = acted or action
-            pos = after
-        return acted
+        pos = 0
+        while True:
+            start, end = self._next_action(buf, pos)
+            if start < 0:
+                return acted
+            acted = True
+            # Text up to the next ESC is keys too: no need to look at it one by one.
+            pos = buf.find(b"\x1b", end)
+            if pos < 0:
+                return True
 
     def take_action(self, data: bytes) -> Taken:
         """Parse up to the end of the first user action in the held bytes plus `data`.
@@ -98,23 +92,33 @@ class InputClassifier:
         """
         buf = self._carry + data
         self._carry = b""
-        pos, end = 0, len(buf)
+        start, end = self._next_action(buf, 0)
+        if start < 0:
+            return Taken(buf[:end], b"", b"")
+        return Taken(buf[:start], buf[start:end], buf[end:])
+
+    def _next_action(self, buf: bytes, pos: int) -> tuple[int, int]:
+        """(start, end) of the first action in buf from pos, skipping what the terminal sent.
+
+        No action: (-1, where the held incomplete tail starts), with that tail kept as
+        the carry for the next bytes.
+        """
+        end = len(buf)
         while pos < end:
             if self._string:
                 pos = self._skip_string(buf, pos)
                 continue
             esc = buf.find(b"\x1b", pos)
             if esc != pos:  # text: a key
-                key_end = _character_end(buf, pos)
-                return Taken(buf[:pos], buf[pos:key_end], buf[key_end:])
+                return pos, _character_end(buf, pos)
             after, action = self._escape(buf, esc)
             if after == _INCOMPLETE:
                 self._carry = buf[esc:]
-                return Taken(buf[:esc], b"", b"")
+                return -1, esc
             if action:
-                return Taken(buf[:esc], buf[esc:after], buf[after:])
+                return esc, after
             pos = after
-        return Taken(buf[: end - len(self._carry)], b"", b"")
+        return -1, end - len(self._carry)
 
     def expire(self) -> bool:
         """The escape delay passed with no more bytes: resolve what is pending.

@@ -66,6 +66,15 @@ class Session:
             time.sleep(0.02)
         raise AssertionError(f"the program did not receive it; it has {self.received()!r}")
 
+    def read_to_eof(self) -> bytes:
+        """Everything the terminal shows until the session closes it."""
+        out = b""
+        while True:
+            try:
+                out += self.term.read_nonblocking(1 << 20, timeout=10)
+            except pexpect.EOF:
+                return out
+
     def ends(self) -> float:
         """Read to EOF; return when the terminal closed (monotonic)."""
         self.term.expect(pexpect.EOF, timeout=30)
@@ -91,6 +100,14 @@ def session(tmp_path: Path) -> Iterator[type[Session]]:
 
 def recorder() -> list[str]:
     return [sys.executable, RECORDER, "{record}"]
+
+
+def warned(session: type[Session], idle: int = 3, warn: int = 2) -> Session:
+    """The recorder in a session whose warning (the one-line form) is up."""
+    s = session(idle, warn, recorder())
+    s.term.expect(READY)
+    s.term.expect("Closing in")
+    return s
 
 
 def test_exit_status_and_output_pass_through(session: type[Session]) -> None:
@@ -119,9 +136,7 @@ def test_idle_session_is_warned_then_closed_in_time(session: type[Session]) -> N
 
 
 def test_a_key_dismisses_the_warning_and_is_swallowed(session: type[Session]) -> None:
-    s = session(3, 2, recorder())
-    s.term.expect(READY)
-    s.term.expect("Closing in")
+    s = warned(session)
     s.term.send("x")
     s.term.send("yz")
     s.wait_received(lambda got: got == b"yz")
@@ -131,9 +146,7 @@ def test_a_key_dismisses_the_warning_and_is_swallowed(session: type[Session]) ->
 def test_a_lone_esc_dismisses_after_the_escape_delay_and_is_swallowed(
     session: type[Session],
 ) -> None:
-    s = session(3, 2, recorder())
-    s.term.expect(READY)
-    s.term.expect("Closing in")
+    s = warned(session)
     s.term.send("\x1b")
     deadline = time.monotonic() + 2
     while "activity_resumed" not in s.names() and time.monotonic() < deadline:
@@ -146,9 +159,7 @@ def test_a_lone_esc_dismisses_after_the_escape_delay_and_is_swallowed(
 def test_terminal_reports_under_the_warning_reach_the_program_but_do_not_dismiss(
     session: type[Session],
 ) -> None:
-    s = session(3, 2, recorder())
-    s.term.expect(READY)
-    s.term.expect("Closing in")
+    s = warned(session)
     s.term.send("\x1b[I\x1b[?1;2c")  # focus-in and a DA reply: the terminal, not a person
     s.wait_received(lambda got: got == b"\x1b[I\x1b[?1;2c")
     assert s.names() == ["warning"]
@@ -156,9 +167,7 @@ def test_terminal_reports_under_the_warning_reach_the_program_but_do_not_dismiss
 
 def test_a_paste_that_dismisses_the_warning_is_swallowed_whole(session: type[Session]) -> None:
     """Issue 8, defect 1: a multi-chunk bracketed paste used to arrive cut, with a lone end."""
-    s = session(4, 3, recorder())
-    s.term.expect(READY)
-    s.term.expect("Closing in")
+    s = warned(session, 4, 3)
     paste = b"\x1b[200~" + b"pasted line of text\r" * 340 + b"\x1b[201~"  # 6.6 KB
     for start in range(0, len(paste), 1000):
         s.term.send(paste[start:start + 1000])
@@ -185,13 +194,7 @@ def test_output_floods_are_held_back_not_buffered(session: type[Session]) -> Non
         time.sleep(1.5)  # the terminal reads nothing meanwhile
         written = int(progress.read_text()) * 65536 if progress.exists() else 0
         assert written < 4 << 20, f"the program wrote {written} bytes into a terminal not read"
-        received = 0
-        while True:
-            try:
-                received += len(s.term.read_nonblocking(1 << 20, timeout=10))
-            except pexpect.EOF:
-                break
-        assert received >= 800 * 65536  # all of it, once read (ONLCR adds CRs)
+        assert len(s.read_to_eof()) >= 800 * 65536  # all of it, once read (ONLCR adds CRs)
     finally:
         progress.unlink(missing_ok=True)
 
@@ -204,12 +207,7 @@ def test_a_terminal_that_stops_reading_under_the_warning_still_ends_cleanly(
     s = session(3, 2, [sys.executable, "-c", flood], term="xterm",
                 extra=("--write-timeout", "0.5"))
     time.sleep(4)  # the terminal (this test) reads nothing: the box cannot be drawn
-    out = b""
-    while True:
-        try:
-            out += s.term.read_nonblocking(1 << 20, timeout=10)
-        except pexpect.EOF:
-            break
+    out = s.read_to_eof()
     s.term.close()
     assert b"Traceback" not in out
     assert s.term.exitstatus == 124
@@ -228,12 +226,7 @@ def test_a_timeout_hands_the_terminal_back_in_its_default_modes(session: type[Se
     """Issue 8, defect 3: modifyOtherKeys, kitty keys, charsets, SGR, margins... left set."""
     escaped = SETS_EVERYTHING.decode("latin-1").replace("\x1b", "\\033").replace("\x0e", "\\016")
     s = session(2, 1, ["/bin/bash", "-c", f"printf '{escaped}'; exec sleep 60"])
-    out = b""
-    while True:
-        try:
-            out += s.term.read_nonblocking(1 << 20, timeout=10)
-        except pexpect.EOF:
-            break
+    out = s.read_to_eof()
     tail = out[out.index(SETS_EVERYTHING) + len(SETS_EVERYTHING):]
     # Checked by hand, not with the tracker under test: each mode set above is reset.
     reset = {int(c) for group in re.findall(rb"\x1b\[\?([0-9;]+)l", tail)
