@@ -16,6 +16,7 @@ SSH_ORIGINAL_COMMAND: without any ForceCommand sshd does not set it (docs/deploy
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -80,7 +81,7 @@ class Site:
         """`ssh -tt host command` from a terminal of its own (set up by `setup`); all it shows."""
         ssh = shlex.join([*self.server.ssh_argv(user, "-tt"), command])
         client = pexpect.spawn("sh", ["-c", f"{setup}exec {ssh}"], env=CLIENT_ENV,
-                               dimensions=(rows, cols), timeout=30)
+                               dimensions=(rows, cols), timeout=15)
         client.expect(pexpect.EOF)
         client.close()
         assert client.exitstatus == 0, client.before
@@ -89,7 +90,14 @@ class Site:
     def both(self, command: str, *, tty: bool = False, **kw: Any) -> dict[str, bytes]:
         """What `command` shows through idlewrap and through the pass-through."""
         run: Callable[..., bytes] = self.run_tty if tty else self.run
+        self.discard_events()
         return {who: run(user, command, **kw) for who, user in self.users().items()}
+
+    def discard_events(self) -> None:
+        """Empty the log socket: a full one holds each wrapper up to 1 s (EventLog.close)."""
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                self.log.recv(65536, socket.MSG_DONTWAIT)
 
 
 @pytest.fixture(scope="module")
