@@ -8,6 +8,7 @@ import os
 import shutil
 
 from idlewrap.durations import DurationError, parse_duration
+from idlewrap.environment import exec_environment
 from idlewrap.wrapper import run_demo
 
 
@@ -38,4 +39,4 @@ def main(argv: list[str]) -> int:
     if path is None:
         parser.error(f"command not found: {command[0]}")
     return run_demo(idle_timeout=idle, warn_before=warn, argv=[path, *command[1:]],
-                    env=os.environ)
+                    env=exec_environment())  # not os.environ: Python coerced its locale
