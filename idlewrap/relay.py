@@ -290,8 +290,7 @@ class Relay:
             elif signum == signal.SIGWINCH:
                 self._on_resize()
             elif signum == LOCK:
-                if self.guard is not None:
-                    self.guard.lock_now(clock.now())
+                self._on_lock_request()
             elif signum == signal.SIGHUP:
                 self._finish(Outcome.DISCONNECT, signum=signum, reason="hangup")
             elif signum in ENDING:
@@ -315,6 +314,14 @@ class Relay:
                     self._finish(Outcome.EXITED)
                 else:
                     self._end_if_drained()
+
+    def _on_lock_request(self) -> None:
+        """`idlewrap lock`: the guard's to answer; an exempt session has none to lock it."""
+        if self.guard is not None:
+            self.guard.lock_now(clock.now())
+        elif self.child.pty:
+            self.send_to_user(b"\r\nidlewrap: this session cannot be locked: it is exempt "
+                              b"from idle limits\r\n")
 
     def _on_resize(self) -> None:
         if not self.child.pty:

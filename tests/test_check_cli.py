@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from idlewrap import unlock
 from idlewrap.commands import check
 from tests import infra
 
@@ -173,3 +174,21 @@ def test_shipped_sshd_match_examples_pass_sshd_t(trusted_dir: Path) -> None:
     dropin.write_text(uncommented)
     result = _sshd_t(trusted_dir, dropin)
     assert result.returncode == 0, result.stderr
+
+
+def test_shipped_sample_with_the_lock_uncommented_passes(trusted_dir: Path, run_check: Run,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commented lock lines are valid once an admin turns them on."""
+    text = re.sub(r"^# ((action|terminate_after|unlock_attempts) = .*)$", r"\1",
+                  SAMPLE_POLICY.read_text(), flags=re.M)
+    assert text.count('\naction = "lock"\n') == 1
+    monkeypatch.setattr(unlock, "PAM_SERVICE_FILE", "/etc/passwd")  # a file that exists
+    path = infra.write_root_file(trusted_dir / "idlewrap.toml", text)
+    status, out, err = run_check(path)
+    assert (status, out) == (0, "")
+    # at the top level the lock applies to command sessions too, which have no terminal
+    line = text.splitlines().index('action = "lock"') + 1
+    assert [line for line in err.splitlines() if "action" in line] == [
+        f'{path}:{line}: warning: action "lock": '
+        "command sessions without a terminal (ssh host CMD) cannot be locked and end instead "
+        '(limit it to sessions = "interactive", or give sessions = "command" a rule of its own)']

@@ -414,3 +414,13 @@ def test_a_check_still_running_at_the_end_is_stopped(session: type[Session]) -> 
     assert s.names() == ["warning", "lock", "timeout"]
     for pid in checks:
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+
+
+def test_an_exempt_session_says_it_cannot_be_locked(session: type[Session]) -> None:
+    s = session(2, 1, recorder(), term="dumb", extra=("--exempt",))
+    s.term.expect(READY)
+    os.kill(s.term.pid, signal.SIGRTMIN + 11)
+    s.term.expect("idlewrap: this session cannot be locked: it is exempt from idle limits")
+    s.term.send("k")
+    assert s.wait_received(lambda got: got != b"") == b"k"
+    assert s.names() == []
