@@ -271,12 +271,35 @@ def test_the_client_killed_while_locked_leaves_nothing_behind(
     pane = login(user)
     lock_now(site, pane, "sleep 1001 & setsid sleep 1002 & (trap '' HUP TERM; sleep 1003) & {}")
     pane.type_password("wrong")  # a check is running (pam_unix waits ~2 s after it)
+    wrapper = site.events(pane, lambda n: "lock" in n)[0]["pid"]
+    checks: list[str] = []
+
+    def check_running() -> bool:
+        nonlocal checks
+        children = Path(f"/proc/{wrapper}/task/{wrapper}/children").read_text().split()
+        # the check is a fork of the wrapper: the same name (setsid's sleep hangs here too)
+        checks = [pid for pid in children if name_of(pid) == "idlewrap"]
+        return bool(checks)
+
+    infra.wait_for(check_running, 2)
+    # Forked from the wrapper, the check runs as the user but is not dumpable either (its
+    # /proc files belong to root): no process of the user can ptrace it to read the
+    # password or forge its verdict.
+    assert [Path(f"/proc/{pid}/mem").stat().st_uid for pid in checks] == [0]
+    assert f"Uid:\t{site.ann.uid}\t" in Path(f"/proc/{checks[0]}/status").read_text()
     pane_pid = pane.tmux("display", "-p", "#{pane_pid}").strip()
     ssh = infra.run("pgrep", "-P", pane_pid, "-x", "ssh").stdout.split()
     assert len(ssh) == 1, ssh
     os.kill(int(ssh[0]), signal.SIGKILL)
     infra.wait_for(lambda: not infra.processes_of(user), 3.0, interval=0.05)
     assert site.events(pane, lambda n: "disconnect" in n)[-1].name == "disconnect"
+
+
+def name_of(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:  # gone meanwhile
+        return ""
 
 
 @pytest.fixture
