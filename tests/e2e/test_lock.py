@@ -128,6 +128,13 @@ def login(site: Site, tmp_path: Path) -> Iterator[Callable[..., LockPane]]:
         pane.kill()
 
 
+def print_secret(pane: LockPane) -> float:
+    """Put a secret on the screen; returns when its Enter was typed (the last key)."""
+    typed = pane.send("echo SECRET-$((6*7))", "Enter")
+    pane.wait_text("SECRET-42")
+    return typed
+
+
 def lock_now(site: Site, pane: LockPane, line: str = "{}") -> None:
     """`idlewrap lock` typed at the prompt, as `line` has it ({} is the command)."""
     pane.send("-l", line.format(site.lock_command))
@@ -140,8 +147,7 @@ def test_the_lock_hides_the_screen_and_only_the_right_password_brings_it_back(
 ) -> None:
     user = site.ann.name
     pane = login(user)
-    pane.send("echo SECRET-$((6*7))", "Enter")
-    pane.wait_text("SECRET-42")
+    print_secret(pane)
     last_key = pane.send("-l", "echo half-typ")
     pane.wait_text(PROMPT + "echo half-typ")
     before, cursor = pane.lines("-e"), pane.cursor()
@@ -230,8 +236,7 @@ def test_three_wrong_passwords_end_the_session_and_show_nothing_of_it(
 ) -> None:
     user = site.ann.name
     pane = login(user)
-    pane.send("echo SECRET-$((6*7))", "Enter")
-    pane.wait_text("SECRET-42")
+    print_secret(pane)
     lock_now(site, pane)
     for left in ("2 attempts", "1 attempt"):
         pane.type_password("wrong")
@@ -251,7 +256,7 @@ def test_terminate_after_ends_a_locked_session_nobody_unlocks(
 ) -> None:
     user = site.tina.name
     pane = login(user)
-    last_key = pane.send("echo SECRET-$((6*7))", "Enter")
+    last_key = print_secret(pane)
     pane.wait_locked(IDLE + 2)
     assert "It will be closed at " in pane.text()
     assert pane.wait_exit(TERMINATE_AFTER) == 124
