@@ -6,6 +6,7 @@
     idlewrap policy --user NAME [--address IP] [--command] [--config PATH] [--json]
     idlewrap install-shell PATH [--config PATH]
     idlewrap audit [--config PATH] [--sshd-config PATH] [--pam-file PATH] [--user NAME]... [--json]
+    idlewrap lock                                   (inside a session: lock it now)
 
 Only the command line an admin wrote decides what the wrapper does: no
 environment variable is consulted except those sshd sets for the session.
@@ -23,7 +24,7 @@ from idlewrap.settings import DEFAULT_CONFIG
 
 # Each is the module idlewrap/commands/NAME.py ("-" as "_") with main(argv) -> int,
 # imported only when run: the wrapper's start-up loads none of them.
-COMMANDS = ("demo", "check", "policy", "install-shell", "audit")
+COMMANDS = ("demo", "check", "policy", "install-shell", "audit", "lock")
 
 
 def main(argv: list[str] | None = None) -> int:

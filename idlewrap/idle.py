@@ -1,17 +1,23 @@
 """The idle machine: what the user's input and the passing time mean for a session.
 
 `IdleGuard` owns everything about idleness: the deadline, the input classifier (which
-bytes are a person), the warning with its countdown, the repaint after it, and the
-dead man's switch. The relay only moves bytes; it asks the guard four things:
+bytes are a person), the warning with its countdown, the lock, the repaint after
+either, and the dead man's switch. The relay only moves bytes; it asks the guard:
 
 - `wake`: when the guard must be called next (None: never, until something happens);
-- `on_time(now)`: a wake time came; True means the deadline passed;
+- `on_time(now)`: a wake time came; True means the session must end (`end_reason` why);
 - `on_input(data, now)`: bytes from the user; returns what of them reaches the program;
-- `on_output(now)`: program output, reported only while `awaits_output` is set.
+- `on_output(now)`: program output, reported only while `awaits_output` is set;
+- `fds` / `on_fd(fd, now)`: extra fds to poll for reading (a running password check);
+- `lock_now(now)`: the user asked for the lock (`idlewrap lock`, through a signal).
 
-States: ACTIVE, then WARNED from `warn_at` (a key goes back to ACTIVE), then the end
-at `expires_at`. While the warning box is up (`holds_output`) the relay leaves the
-program's output unread, so the box is never drawn over and nothing is lost.
+States: ACTIVE, then WARNED from `warn_at` (a key goes back to ACTIVE), then at
+`expires_at` the end, or with `action = "lock"` LOCKED (lock.py, imported then): the
+lock screen, every key for the password prompt and none for the program, until the
+right password (back to ACTIVE, a whole idle_timeout ahead), `unlock_attempts` wrong
+ones or `terminate_after` (the end). While the box or the lock is up (`holds_output`)
+the relay leaves the program's output unread, so it is never drawn over and nothing is
+lost.
 
 The relay calls `on_time` only when `wake` comes, and the guard re-arms lazily: a key
 moves the deadline but not `wake`, so while the user types the guard wakes once per
@@ -29,6 +35,7 @@ from idlewrap.input_classifier import PASTE_END, PASTE_START, InputClassifier
 
 if TYPE_CHECKING:
     from idlewrap.deadline import IdleDeadline
+    from idlewrap.lock import Lock
     from idlewrap.modes import ModeTracker
     from idlewrap.overlay import Overlay
 
@@ -70,6 +77,28 @@ class WarningStyle(NamedTuple):
     term: str | None
 
 
+class PasswordCheck(Protocol):
+    """How a typed password is checked: unlock.PamCheck (tests inject their own)."""
+
+    def unavailable(self) -> str | None:
+        """Why no password can be checked here (a `config_error` reason), or None."""
+
+    def verify(self, user: str, password: bytes, tty: str | None, rhost: str | None) -> bool:
+        """True if `password` opens the lock for `user` (runs in a child: may block)."""
+
+
+class LockPlan(NamedTuple):
+    """How this session locks: whose password opens it, and the policy's lock settings."""
+
+    user: str  # the login's own account, from the wrapper's uid: no other password unlocks
+    tty: str | None  # PAM_TTY: the session's terminal
+    rhost: str | None  # PAM_RHOST: the client's address
+    at_deadline: bool  # action = "lock": the deadline locks instead of ending the session
+    attempts: int  # unlock_attempts
+    terminate_after: int | None  # a locked session ends this long after the last input
+    check: PasswordCheck | None = None  # None: PAM, loaded when a lock is due
+
+
 class IdleGuard:
     """Holds one session to its idle deadline (see the module docstring)."""
 
@@ -82,13 +111,23 @@ class IdleGuard:
         style: WarningStyle,
         screen: Screen | None,
         now: float,
+        lock: LockPlan | None = None,
     ) -> None:
-        """`screen` None: no pty (ssh -T), the warning is one line on stderr."""
+        """`screen` None: no pty (ssh -T), the warning is one line on stderr.
+
+        `lock` None: the session cannot be locked (no pty, or nobody to check a
+        password for); an `action = "lock"` then ends it at the deadline.
+        """
         self.deadline = deadline
         self._deadman = deadman
         self._events = events
         self._style = style
         self._screen = screen
+        self._lock_plan = lock if screen is not None else None
+        self._lock: Lock | None = None
+        self._locked_at = 0.0
+        self._terminate_at: float | None = None  # a locked session ends then
+        self.end_reason = ""  # why on_time said True: "" (idle), "locked", "unlock_attempts"
         self._classifier = InputClassifier()
         self._warned = False
         self._overlay: Overlay | None = None
@@ -104,8 +143,13 @@ class IdleGuard:
 
     @property
     def holds_output(self) -> bool:
-        """The warning box is up: the program's output must wait."""
-        return self._overlay is not None
+        """The warning box or the lock is up: the program's output must wait."""
+        return self._overlay is not None or self._lock is not None
+
+    @property
+    def fds(self) -> tuple[int, ...]:
+        """Fds the relay polls for reading on the guard's behalf (`on_fd`)."""
+        return () if self._lock is None else self._lock.fds
 
     # -- input --------------------------------------------------------------------------
 
@@ -114,7 +158,12 @@ class IdleGuard:
 
         While the box is up the first key or paste dismisses it and is swallowed whole;
         what the terminal sent on its own before it and every byte after it go on.
+        While locked every byte is the password prompt's and none the program's.
         """
+        if self._lock is not None:
+            self._lock.on_input(data, now)
+            self._after_lock_step(now)
+            return b""
         if self._overlay is not None or self._paste_tail is not None:
             return self._on_input_dismissing(data, now)
         if self._classifier.feed(data):
@@ -185,8 +234,10 @@ class IdleGuard:
         self.wake = now
 
     def on_resize(self) -> None:
-        """The user's window changed size: redraw the box at the new size."""
-        if self._overlay is not None and not self._overlay_broken:
+        """The user's window changed size: redraw the box or the lock at the new size."""
+        if self._lock is not None:
+            self._lock.on_resize()
+        elif self._overlay is not None and not self._overlay_broken:
             try:
                 self._overlay.resize()
             except OSError:
@@ -195,7 +246,7 @@ class IdleGuard:
     # -- time ---------------------------------------------------------------------------
 
     def on_time(self, now: float) -> bool:
-        """Act on every timer that is due; True when the deadline has passed."""
+        """Act on every timer that is due; True when the session must end (`end_reason`)."""
         if self._esc_at is not None and now >= self._esc_at:
             self._esc_at = None
             if self._classifier.expire():
@@ -205,8 +256,14 @@ class IdleGuard:
             self._repaint_at = None
             self.awaits_output = False
             self._screen.resize_program(shrink=False)
+        if self._lock is not None:
+            return self._on_time_locked(now)
         if now >= self.deadline.expires_at:
-            return True
+            plan = self._lock_plan
+            if plan is None or not plan.at_deadline or self._start_lock(now, "idle") is not None:
+                return True
+            self._update_wake()
+            return False
         if not self._warned:
             # A half-read escape sequence may be a key: the warning waits for the ESC delay.
             if now >= self.deadline.warn_at and self._esc_at is None:
@@ -218,6 +275,10 @@ class IdleGuard:
         return False
 
     def _update_wake(self) -> None:
+        if self._lock is not None:
+            times = (self._repaint_at, self._lock.wake, self._terminate_at)
+            self.wake = min((t for t in times if t is not None), default=None)
+            return
         deadline = self.deadline.expires_at if self._warned else self.deadline.warn_at
         self.wake = min(t for t in (self._esc_at, self._tick_at, self._repaint_at, deadline)
                         if t is not None)
@@ -247,6 +308,7 @@ class IdleGuard:
                 bell=self._style.bell,
                 term=self._style.term,
                 on_alt_screen=self._screen.modes.alt_screen,
+                locks=self._lock_plan is not None and self._lock_plan.at_deadline,
             )
             self._overlay.show(round(remaining))
         except OSError:
@@ -279,8 +341,11 @@ class IdleGuard:
 
     def _close_warning(self, now: float) -> None:
         """Take the box away and give the program its screen back."""
-        if not self._remove_box():
-            return
+        if self._remove_box():
+            self._give_screen_back(now)
+
+    def _give_screen_back(self, now: float) -> None:
+        """The box or the lock is gone: the program's modes back, and its screen repainted."""
         assert self._screen is not None
         modes = self._screen.modes
         restore = modes.restore_sequence()
@@ -302,6 +367,111 @@ class IdleGuard:
         self._overlay_broken = False
         return True
 
+    # -- the lock -----------------------------------------------------------------------
+
+    def lock_now(self, now: float) -> None:
+        """The user asked for the lock (`idlewrap lock`): at once, or say why not."""
+        if self._lock is not None:
+            return
+        why = self._start_lock(now, "user")
+        if why is None:
+            self._update_wake()
+            return
+        notice = f"\r\nidlewrap: this session cannot be locked: {why}\r\n".encode()
+        if self._screen is not None:
+            self._screen.send_to_user(notice)
+        else:
+            with contextlib.suppress(OSError):
+                os.write(2, notice.replace(b"\r", b""))
+
+    def on_fd(self, fd: int, now: float) -> None:
+        """One of `fds` is readable."""
+        if self._lock is not None:
+            self._lock.on_fd(fd, now)
+            self._after_lock_step(now)
+
+    def _start_lock(self, now: float, reason: str) -> str | None:
+        """Lock the session (LOCKED); if it cannot be, say why (and stay as it was)."""
+        plan, screen = self._lock_plan, self._screen
+        if plan is None or screen is None:
+            return "it has no terminal"
+        from idlewrap.lock import Lock  # the lock screen and PAM: paid for when a lock is due
+        from idlewrap.unlock import PAM_SERVICE_FILE, PamCheck
+
+        check = plan.check or PamCheck()
+        problem = check.unavailable()
+        if problem is not None:
+            self._events.emit("config_error", reason=problem)
+            return f"{PAM_SERVICE_FILE} is missing (see docs/lock.md)"
+        terminate_at = (None if plan.terminate_after is None
+                        else self.deadline.last_input + plan.terminate_after)
+        if terminate_at is not None and now >= terminate_at:
+            return "terminate_after has passed"  # rules combined badly: the end, unlocked
+        screen.flush_to_user(1.0)
+        over_box = self._hand_over_warning()
+        on_alt = bool(screen.modes.alt_screen)
+        self._warned = False
+        self._tick_at = self._esc_at = None
+        self._paste_tail = None
+        self._classifier = InputClassifier()  # a half-read sequence is not the program's now
+        self._lock = Lock(plan, check, screen.user_fd, self._events, term=self._style.term,
+                          enter=not on_alt and not over_box, leave=not on_alt,
+                          closes_in=None if terminate_at is None else terminate_at - now)
+        self._locked_at = now
+        self._terminate_at = terminate_at
+        self._events.emit("lock", reason=reason, idle=round(self.deadline.idle_for(now)))
+        if terminate_at is None:
+            self._deadman.disarm()  # a stopped wrapper leaves the session locked: safe
+        else:
+            self._deadman.arm(terminate_at - now + DEADMAN_GRACE)
+        return None
+
+    def _hand_over_warning(self) -> bool:
+        """Take the box away for the lock; True if it leaves the alternate screen on."""
+        overlay, self._overlay = self._overlay, None
+        if overlay is None or self._overlay_broken:
+            return False
+        try:
+            return overlay.hand_over()
+        except OSError:
+            return False
+
+    def _on_time_locked(self, now: float) -> bool:
+        assert self._lock is not None
+        self._lock.on_time(now)
+        self._after_lock_step(now)
+        if self._lock is None:
+            return False
+        if self._lock.exhausted:
+            self.end_reason = "unlock_attempts"
+            return True
+        if self._terminate_at is not None and now >= self._terminate_at:
+            self.end_reason = "locked"
+            return True
+        self._update_wake()
+        return False
+
+    def _after_lock_step(self, now: float) -> None:
+        """After the lock took input, a verdict or the time: unlock, or end soon."""
+        assert self._lock is not None
+        if self._lock.unlocked:
+            self._unlock(now)
+        elif self._lock.exhausted:
+            self.wake = now  # on_time ends the session, the one way a session ends
+        else:
+            self._update_wake()
+
+    def _unlock(self, now: float) -> None:
+        lock, self._lock = self._lock, None
+        assert lock is not None
+        lock.close(conceal=False, draw=True)
+        self._terminate_at = None
+        self._give_screen_back(now)
+        self._events.emit("unlock", locked=round(now - self._locked_at))
+        self.deadline.touch(now)
+        self._arm(now)
+        self._update_wake()
+
     # -- the end ------------------------------------------------------------------------
 
     def stop(self, *, draw: bool) -> bool:
@@ -309,8 +479,14 @@ class IdleGuard:
 
         Returns True if a box was up, so output held under it is still to be shown.
         A box the terminal would not take is not closed: that would only wait again.
+        A session that ends locked shows nothing more: the lock leaves the screen
+        cleared and the output held under it is never shown (False).
         """
         self._deadman.disarm()
+        if self._lock is not None:
+            lock, self._lock = self._lock, None
+            lock.close(conceal=True, draw=draw)
+            return False
         if self._overlay is None:
             return False
         if draw and not self._overlay_broken:

@@ -35,3 +35,14 @@ def one_shot(seconds: float | None) -> ITimerSpec:
 def errno() -> int:
     """errno of the last failed call made through `libc`."""
     return ctypes.get_errno()
+
+
+_PR_SET_NAME = 15
+
+
+def name_process(name: str) -> None:
+    """Set this process's name (``comm``: /proc/PID/comm, ps, top; at most 15 bytes).
+
+    Best effort: a name is a label, never a reason to refuse a session.
+    """
+    libc.prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)

@@ -68,7 +68,8 @@ def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> in
         return _exec(todo)
     settings = settings._replace(message=settings.message.replace("{user}", account.pw_name))
     try:
-        return run_relayed(todo, settings, events, term=env.get("TERM"))
+        return run_relayed(todo, settings, events, term=env.get("TERM"),
+                           rhost=None if address is None else str(address))
     finally:
         events.close()
 

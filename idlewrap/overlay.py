@@ -67,24 +67,34 @@ class Overlay(Protocol):
         Drawn `on_alt_screen`, the box stays there for the program to repaint over.
         """
 
+    def hand_over(self) -> bool:
+        """Remove the warning for the lock screen, which is drawn next.
+
+        True if the terminal is left on the alternate screen the warning switched to
+        (the lock screen then draws there and switches back when it goes).
+        """
+
 
 def open_overlay(
-    out_fd: int, text: str, *, bell: bool, term: str | None, on_alt_screen: bool = False
+    out_fd: int, text: str, *, bell: bool, term: str | None, on_alt_screen: bool = False,
+    locks: bool = False,
 ) -> Overlay:
     """The warning for the terminal on `out_fd`, not drawn yet.
 
     `text` is the policy's warning text, `bell` rings the terminal bell once on
     `show`, `term` is the terminal type (TERM), `on_alt_screen` says the program is
-    on the alternate screen, so the box goes there. urwid is imported here, never
+    on the alternate screen, so the box goes there; `locks`: the countdown is to a
+    lock ("Session locks in"), not to the end. urwid is imported here, never
     before: a session that is never warned does not pay for it. Writes never
     leave a frame half drawn, even on a non-blocking `out_fd`; a terminal that
     accepts nothing for `_WRITE_TIMEOUT` seconds raises `TimeoutError`.
     """
-    if _can_draw_boxes(term):
+    if can_draw_boxes(term):
         # A broken or missing urwid must not cost the user the warning.
         with contextlib.suppress(Exception):
-            return _BoxOverlay(out_fd, text, bell=bell, term=term, on_alt_screen=on_alt_screen)
-    return _LineOverlay(out_fd, text, bell=bell)
+            return _BoxOverlay(out_fd, text, bell=bell, term=term, on_alt_screen=on_alt_screen,
+                               locks=locks)
+    return _LineOverlay(out_fd, text, bell=bell, locks=locks)
 
 
 def _clock(remaining: int) -> str:
@@ -94,7 +104,8 @@ def _clock(remaining: int) -> str:
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
-def _can_draw_boxes(term: str | None) -> TypeGuard[str]:
+def can_draw_boxes(term: str | None) -> TypeGuard[str]:
+    """Whether urwid can draw on a terminal of type `term` (else: the one-line forms)."""
     return term is not None and term not in _UNDRIVABLE_TERMS and _has_terminfo(term)
 
 
@@ -115,19 +126,19 @@ def _has_terminfo(term: str) -> bool:
     return any(os.path.isfile(os.path.join(d, sub, term)) for d in dirs if d for sub in subdirs)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_whole(fd: int, data: bytes) -> None:
     """Write all of `data` to `fd`, or raise TimeoutError: a box is never half drawn."""
     if write_all(fd, data, _WRITE_TIMEOUT):
         raise TimeoutError(errno.ETIMEDOUT, "the terminal accepts no output")
 
 
-class _TerminalWriter:
+class TerminalWriter:
     """The text stream urwid writes to: held until `flush`, then written whole, less `omit`."""
 
     def __init__(self, fd: int, encoding: str, omit: tuple[str, ...] = ()) -> None:
         self._fd = fd
         self._encoding = encoding
-        self._omit = omit
+        self.omit = omit
         self._pending: list[str] = []
 
     def write(self, data: str) -> int:
@@ -137,9 +148,9 @@ class _TerminalWriter:
     def flush(self) -> None:
         text = "".join(self._pending)
         self._pending.clear()
-        for sequence in self._omit:
+        for sequence in self.omit:
             text = text.replace(sequence, "")
-        _write_all(self._fd, text.encode(self._encoding, "replace"))
+        write_whole(self._fd, text.encode(self._encoding, "replace"))
 
 
 def _keep_signal(
@@ -153,25 +164,17 @@ def _keep_signal(
     """
 
 
-class _BoxOverlay:
-    """The box (or its compact form) drawn by urwid on the alternate screen."""
+class UrwidScreen:
+    """urwid's raw Screen as the relay allows it: draws only, never reads the terminal.
 
-    def __init__(
-        self, out_fd: int, text: str, *, bell: bool, term: str, on_alt_screen: bool
-    ) -> None:
+    `omit` lists sequences left out of everything it writes (the screen switches, where
+    the caller decides about them itself).
+    """
+
+    def __init__(self, out_fd: int, term: str, omit: tuple[str, ...] = ()) -> None:
         import urwid
-        from urwid.display import escape
 
-        self._fd = out_fd
-        self._text = text
-        self._bell = bell
-        self._remaining = 0
-        # The program's own ?1049h saved the cursor its ?1049l will restore when it exits.
-        # xterm saves the cursor again on every ?1049h, also on the alternate screen, so
-        # urwid's switch there would lose the program's: its screen is drawn over instead.
-        switch = escape.PrivateMode.ALTERNATE_SCREEN_BUFFER
-        omit = (switch.enable_seq, switch.disable_seq) if on_alt_screen else ()
-        self._writer = _TerminalWriter(out_fd, urwid.util.get_encoding(), omit)
+        self.writer = TerminalWriter(out_fd, urwid.util.get_encoding(), omit)
         # urwid's input must not be a tty: given one, start() sends DECRQM probes whose
         # replies would reach the program, and stop() flushes the user's typed-ahead input.
         # Nothing ever reads this pipe; urwid only checks what it is.
@@ -179,17 +182,46 @@ class _BoxOverlay:
         os.close(write_end)
         self._input = open(read_end, "rb", buffering=0)  # noqa: SIM115 - closed by close()
         try:
-            self._screen = urwid.display.raw.Screen(
+            self.screen = urwid.display.raw.Screen(
                 input=self._input,
-                output=self._writer,
+                output=self.writer,
                 bracketed_paste_mode=False,
                 focus_reporting=False,
             )
         except BaseException:
             self._input.close()
             raise
-        self._screen.signal_handler_setter = _keep_signal
-        self._screen.term = term  # urwid read TERM from the environment; the caller knows better
+        self.screen.signal_handler_setter = _keep_signal
+        self.screen.term = term  # urwid read TERM from the environment; the caller knows better
+
+    def close(self) -> None:
+        """Release the input pipe (after `screen.stop()`, or instead of it)."""
+        self._input.close()
+
+
+class _BoxOverlay:
+    """The box (or its compact form) drawn by urwid on the alternate screen."""
+
+    def __init__(
+        self, out_fd: int, text: str, *, bell: bool, term: str, on_alt_screen: bool,
+        locks: bool,
+    ) -> None:
+        from urwid.display import escape
+
+        self._fd = out_fd
+        self._text = text
+        self._bell = bell
+        self._locks = locks
+        self._remaining = 0
+        self._on_alt_screen = on_alt_screen
+        # The program's own ?1049h saved the cursor its ?1049l will restore when it exits.
+        # xterm saves the cursor again on every ?1049h, also on the alternate screen, so
+        # urwid's switch there would lose the program's: its screen is drawn over instead.
+        switch = escape.PrivateMode.ALTERNATE_SCREEN_BUFFER
+        self._switches = (switch.enable_seq, switch.disable_seq)
+        self._drawing = UrwidScreen(out_fd, term, self._switches if on_alt_screen else ())
+        self._writer = self._drawing.writer
+        self._screen = self._drawing.screen
 
     def show(self, remaining: int) -> None:
         self._remaining = remaining
@@ -212,20 +244,29 @@ class _BoxOverlay:
         try:
             self._screen.stop()
         finally:
-            self._input.close()
+            self._drawing.close()
+
+    def hand_over(self) -> bool:
+        # Stay on the alternate screen: the shell's screen must not flash up in between.
+        self._writer.omit = self._switches
+        self.close()
+        return not self._on_alt_screen
 
     def _draw(self) -> None:
         rows, cols = drawing_size(self._fd)
-        canvas = _layout(self._text, self._remaining, cols, rows).render((cols, rows), focus=True)
+        canvas = _layout(self._text, self._remaining, cols, rows, locks=self._locks).render(
+            (cols, rows), focus=True)
         self._screen.draw_screen((cols, rows), canvas)
 
 
-def _layout(text: str, remaining: int, cols: int, rows: int) -> urwid.Widget:
+def _layout(text: str, remaining: int, cols: int, rows: int, *, locks: bool = False
+            ) -> urwid.Widget:
     """What fills a `cols` x `rows` screen: the framed box if it fits, else the compact form."""
     import urwid
 
     lines = [
-        urwid.Text(f"Session closes in {_clock(remaining)}", align="center"),
+        urwid.Text(f"Session {'locks' if locks else 'closes'} in {_clock(remaining)}",
+                   align="center"),
         urwid.Text(_HINT, align="center"),
     ]
     text_cols = min(urwid.Text(text).pack()[0], _MAX_TEXT_COLS)
@@ -250,14 +291,15 @@ class _LineOverlay:
     closing blanks the line and leaves the cursor at its start.
     """
 
-    def __init__(self, out_fd: int, text: str, *, bell: bool) -> None:
+    def __init__(self, out_fd: int, text: str, *, bell: bool, locks: bool) -> None:
         self._fd = out_fd
         # One line: no newlines, tabs or control characters from the policy's text.
         self._text = "".join(c for c in " ".join(text.split()) if c.isprintable())
         self._bell = bell
+        self._locks = locks
         self._remaining = 0
         self._shown = False
-        self._writer = _TerminalWriter(out_fd, locale.getpreferredencoding(False))
+        self._writer = TerminalWriter(out_fd, locale.getpreferredencoding(False))
 
     def show(self, remaining: int) -> None:
         self._shown = True
@@ -269,7 +311,7 @@ class _LineOverlay:
 
         self._remaining = remaining
         width = self._width()
-        line = _one_line(self._text, remaining, width)
+        line = _one_line(self._text, remaining, width, locks=self._locks)
         pad = " " * max(width - urwid.calc_width(line, 0, len(line)), 0)
         # Spaces wipe a longer previous line; the line again leaves the cursor after it.
         self._writer.write(f"\r{line}{pad}\r{line}")
@@ -284,19 +326,23 @@ class _LineOverlay:
             self._writer.write(f"\r{' ' * self._width()}\r")
             self._writer.flush()
 
+    def hand_over(self) -> bool:
+        self.close()
+        return False
+
     def _width(self) -> int:
         # The last column is left alone: writing there makes some terminals wrap.
         return max(drawing_size(self._fd)[1] - 1, 1)
 
 
-def _one_line(text: str, remaining: int, width: int) -> str:
+def _one_line(text: str, remaining: int, width: int, *, locks: bool = False) -> str:
     """The warning text and a short countdown if they fit in `width` columns, else the countdown.
 
     Columns are display columns: a CJK character or an emoji takes two.
     """
     import urwid
 
-    short = f"Closing in {_clock(remaining)}: press any key."
+    short = f"{'Locking' if locks else 'Closing'} in {_clock(remaining)}: press any key."
     full = f"{text} {short}"
     if urwid.calc_width(full, 0, len(full)) <= width:
         return full

@@ -246,6 +246,27 @@ def _syntax_problem(path: str, text: str, message: str) -> Problem:
 
 # ---------------------------------------------------------------- validation
 
+class Ordered(NamedTuple):
+    """A check across two duration keys of one place: ``shorter`` < ``longer``.
+
+    ``subject`` is the key the message speaks of (and is reported at, where it is set).
+    """
+
+    shorter: str
+    longer: str
+    subject: str
+
+    @property
+    def keys(self) -> tuple[str, str]:
+        return self.shorter, self.longer
+
+
+ORDERED = (
+    Ordered("warn_before", "idle_timeout", "warn_before"),
+    # a locked session ends after terminate_after: the lock comes at idle_timeout
+    Ordered("idle_timeout", "terminate_after", "terminate_after"),
+)
+
 _SELECTORS = ("users", "groups", "addresses", "sessions", "not_users", "not_groups")
 _TOP_KEYS = (*SETTING_KEYS, "match", *TABLES)
 _RULE_KEYS = ("name", *_SELECTORS, *SETTING_KEYS)
@@ -281,12 +302,14 @@ class _Parser:
     def policy(self, doc: dict[str, Any]) -> Policy:
         self.unknown_keys(doc, "", _TOP_KEYS, "")
         top = self.overrides(doc, "")
-        if all(key in top for key in ("idle_timeout", "warn_before") if key in doc):
-            # What a login matching no rule gets: the top level over the built-in defaults.
-            self.check_pair("", top.get("idle_timeout"), top.get("warn_before"))
+        for order in ORDERED:
+            if all(key in top for key in order.keys if key in doc):
+                # What a login matching no rule gets: the top level over the built-in defaults.
+                self.check_order("", order, top)
         rules = self.rules(doc.get("match"))
         if self.lint:
             self.lint_rule_timeouts(top, rules)
+            self.lint_lock(top, rules)
         tables = {name: self.table(name, table, doc.get(name)) for name, table in TABLES.items()}
         self.problems.sort(key=lambda p: p.line or 0)
         if any(not p.warning for p in self.problems):
@@ -331,22 +354,28 @@ class _Parser:
     def overrides(self, table: Mapping[str, Any], section: str) -> Overrides:
         over = Overrides(self.values(table, section, SETTING_KEYS))
         # A rule must agree with itself; the top level is checked in policy().
-        if section and "idle_timeout" in over and "warn_before" in over:
-            self.check_pair(section, over["idle_timeout"], over["warn_before"])
+        for order in ORDERED:
+            if section and all(key in over for key in order.keys):
+                self.check_order(section, order, over)
         return over
 
-    def check_pair(self, section: str, idle: int | None, warn: int | None) -> None:
-        """Report ``warn_before >= idle_timeout``; None means the built-in default."""
-        idle_shown, warn_shown = (
-            format_duration(value) if value is not None
-            else f"{format_duration(getattr(DEFAULTS, key))}, the built-in default"
-            for key, value in (("idle_timeout", idle), ("warn_before", warn))
-        )
-        idle = DEFAULTS.idle_timeout if idle is None else idle
-        if (DEFAULTS.warn_before if warn is None else warn) >= idle:
-            self.report(section, "idle_timeout" if warn is None else "warn_before",
-                        f"warn_before ({warn_shown}) must be shorter than "
-                        f"idle_timeout ({idle_shown})")
+    def check_order(self, section: str, order: Ordered, place: Overrides) -> None:
+        """Report the pair out of order; a key ``place`` does not set has its built-in default.
+
+        A duration that is off (None: ``terminate_after = "off"``) is never out of order.
+        """
+        values = {key: place[key] if key in place else getattr(DEFAULTS, key)
+                  for key in order.keys}
+        if None in values.values() or values[order.shorter] < values[order.longer]:
+            return
+        shown = {key: format_duration(value) if key in place
+                 else f"{format_duration(value)}, the built-in default"
+                 for key, value in values.items()}
+        other, relation = ((order.longer, "shorter") if order.subject == order.shorter
+                           else (order.shorter, "longer"))
+        self.report(section, order.subject if order.subject in place else other,
+                    f"{order.subject} ({shown[order.subject]}) must be {relation} than "
+                    f"{other} ({shown[other]})")
 
     def invalid(self, section: str, key: str, message: str) -> None:
         self.report(section, key, f"{key}: {message}")
@@ -460,6 +489,40 @@ class _Parser:
                             f"{rule.label}: {key} {shown[key]} with the inherited {other} "
                             f"{shown[other]} gets warn_before clamped to "
                             f"{format_duration(idle // 2)}", warning=True)
+
+    def lint_lock(self, top: Overrides, rules: tuple[Rule, ...]) -> None:
+        """Warn where ``action = "lock"`` cannot lock: no PAM service, or no terminal.
+
+        Command sessions (``ssh host CMD``) have no terminal to lock: there a lock acts as
+        ``terminate``. A place is not warned about if a rule before it gives every command
+        session its own action (``sessions = "command"`` and no other selector).
+        """
+        from idlewrap.unlock import PAM_SERVICE_FILE, service_installed  # only for `check`
+
+        places = [("", top, None, len(rules))] + [
+            (f"match#{i + 1}", rule.settings, rule, i) for i, rule in enumerate(rules)]
+        locking = [place for place in places if place[1].get("action") == "lock"]
+        if locking and not service_installed():
+            self.report(locking[0][0], "action", f'action "lock": {PAM_SERVICE_FILE} is '
+                        "missing: idle sessions are ended instead (install pam/idlewrap there)",
+                        warning=True)
+        every_command = [i for i, rule in enumerate(rules) if "action" in rule.settings
+                         and rule.sessions == frozenset({"command"}) and _only_sessions(rule)]
+        for section, _, rule, index in locking:
+            if rule is not None and rule.sessions is not None and "command" not in rule.sessions:
+                continue
+            if any(i < index for i in every_command):
+                continue
+            self.report(section, "action", 'action "lock": command sessions without a terminal '
+                        "(ssh host CMD) cannot be locked and end instead (limit it to "
+                        'sessions = "interactive", or give sessions = "command" a rule of its own)',
+                        warning=True)
+
+
+def _only_sessions(rule: Rule) -> bool:
+    """The rule selects by session kind alone."""
+    return (rule.users is None and rule.groups is None and rule.addresses is None
+            and not rule.not_users and not rule.not_groups)
 
 
 def _known(name: str, is_user: bool) -> bool:

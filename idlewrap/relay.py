@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from idlewrap import deadline as clock
 from idlewrap.modes import ModeTracker
-from idlewrap.signals import ENDING
+from idlewrap.signals import ENDING, LOCK
 from idlewrap.terminal import get_size, set_size, write_all
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class Relay:
         self.exited_at: float | None = None
         self.last_output = 0.0
         self.result: Result | None = None
-        self._interest: tuple[bool, ...] = ()
+        self._interest: tuple[object, ...] = ()
         self._polled: tuple[int, ...] = ()
         os.set_blocking(child.fd, False)
 
@@ -127,16 +127,19 @@ class Relay:
     def _register(self, poller: select.poll) -> None:
         """Poll each fd for what it is wanted for now (re-registered only on a change)."""
         holds = self.guard is not None and self.guard.holds_output
+        guard_fds = () if self.guard is None else self.guard.fds
         interest = (
             self.user_in_open and not self.to_child,
             bool(self.to_child) and self.child_in_open,
             self.child_out_open and not self.to_user and not holds,
             bool(self.to_user),
+            guard_fds,
         )
         if interest == self._interest:
             return
-        read_user, write_child, read_child, write_user = interest
+        read_user, write_child, read_child, write_user, _ = interest
         wants = {self.signals.fileno(): select.POLLIN, self.alarm.fileno(): select.POLLIN}
+        wants.update(dict.fromkeys(guard_fds, _POLL_IN))
         if read_user:
             wants[self.user_in] = _POLL_IN
         if write_child or read_child:
@@ -167,8 +170,10 @@ class Relay:
         elif fd == self.alarm.fileno():
             self.alarm.clear()
             self._on_time(clock.now())
-        else:
+        elif fd == self.signals.fileno():
             self._on_signals()
+        elif self.guard is not None:
+            self.guard.on_fd(fd, clock.now())  # the guard's own (a password check's verdict)
 
     # -- user input -------------------------------------------------------------------------
 
@@ -301,6 +306,8 @@ class Relay:
                 self.reap()
             elif signum == signal.SIGWINCH:
                 self._on_resize()
+            elif signum == LOCK:
+                self._on_lock_request()
             elif signum == signal.SIGHUP:
                 self._finish(Outcome.DISCONNECT, signum=signum, reason="hangup")
             elif signum in ENDING:
@@ -325,6 +332,14 @@ class Relay:
                 else:
                     self._end_if_drained()
 
+    def _on_lock_request(self) -> None:
+        """`idlewrap lock`: the guard's to answer; an exempt session has none to lock it."""
+        if self.guard is not None:
+            self.guard.lock_now(clock.now())
+        elif self.child.pty:
+            self.send_to_user(b"\r\nidlewrap: this session cannot be locked: it is exempt "
+                              b"from idle limits\r\n")
+
     def _on_resize(self) -> None:
         if not self.child.pty:
             return
@@ -340,7 +355,7 @@ class Relay:
             self._finish(Outcome.EXITED)
             return
         if self.guard is not None and self.guard.on_time(now):
-            self._finish(Outcome.TIMEOUT)
+            self._finish(Outcome.TIMEOUT, reason=self.guard.end_reason)
 
     # -- the end ----------------------------------------------------------------------------
 

@@ -61,6 +61,15 @@ def _boolean(value: object) -> bool:
     return value
 
 
+def _positive_integer(value: object) -> int:
+    # bool is an int in Python; `true` is not a count in TOML
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"must be a positive integer, not {toml_type(value)}")
+    if value < 1:
+        raise ValueError(f"{value} is not a positive integer")
+    return value
+
+
 def _absolute_path(value: object) -> str:
     path = _string(value)
     if not path.startswith("/") or "\0" in path:
@@ -99,6 +108,7 @@ def _quoted(text: str) -> str:
 
 DURATION = Kind("duration", parse_duration, format_duration)
 BOOLEAN = Kind("boolean", _boolean, lambda on: "yes" if on else "no")
+COUNT = Kind("positive integer", _positive_integer, str)
 TEXT = Kind("string", _string, _quoted)
 TEMPLATE = Kind("string", _template, _quoted)
 PATH = Kind("absolute path", _absolute_path, str)
@@ -158,8 +168,13 @@ class Settings(NamedTuple):
     warning: Annotated[str, TEXT, "the warning banner text, shown as is"] = (
         "This session is idle and will be closed.")
     exempt: Annotated[bool, BOOLEAN, "no idle limit at all (the session is still logged)"] = False
-    action: Annotated[str, choice("an action", "terminate", not_yet=("lock",)),
+    action: Annotated[str, choice("an action", "terminate", "lock"),
                       "what happens at the limit"] = "terminate"
+    unlock_attempts: Annotated[int, COUNT, "wrong passwords at the lock screen before the "
+                               "session ends"] = 3
+    terminate_after: Annotated[int | None, optional(DURATION, "off", word="off"),
+                               "end a locked session after this long without input; must be "
+                               "longer than idle_timeout"] = None
     bell: Annotated[bool, BOOLEAN, "ring the terminal bell with the warning"] = True
 
 

@@ -25,9 +25,12 @@ ENDING = (
     signal.SIGUSR2,
     signal.SIGALRM,
 )
+# `idlewrap lock` asks the wrapper of its session for the lock with this one: a
+# real-time signal, which nothing sends by accident (and not one of ENDING).
+LOCK = signal.SIGRTMIN + 11
 # Job control aimed at the wrapper would stop it while the session runs on: ignored.
 IGNORED = (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
-WATCHED = (signal.SIGCHLD, signal.SIGWINCH, signal.SIGCONT, *ENDING)
+WATCHED = (signal.SIGCHLD, signal.SIGWINCH, signal.SIGCONT, LOCK, *ENDING)
 
 _Handler = signal.Handlers | int | None | object
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
 import signal
 import sys
 import termios
@@ -18,7 +19,8 @@ from idlewrap import teardown
 from idlewrap.deadline import Alarm, IdleDeadline
 from idlewrap.durations import format_duration
 from idlewrap.hardening import DeadMansSwitch, protect_process
-from idlewrap.idle import Events, IdleGuard, WarningStyle
+from idlewrap.idle import Events, IdleGuard, LockPlan, PasswordCheck, WarningStyle
+from idlewrap.libc import name_process
 from idlewrap.relay import Outcome, Relay, Result
 from idlewrap.session import Plan
 from idlewrap.settings import Settings
@@ -29,6 +31,7 @@ from idlewrap.terminal import get_size, nonblocking, raw_mode, write_all
 EXIT_TIMEOUT = 124  # as timeout(1): the session was ended for being idle
 EXIT_INTERNAL = 70  # EX_SOFTWARE (sysexits.h): the wrapper failed and ended the session
 EXIT_NO_SHELL = 127
+WRAPPER_NAME = "idlewrap"  # the wrapper's process name (comm), as ps and `idlewrap lock` see it
 
 
 class _NoEvents:
@@ -53,9 +56,15 @@ def run_demo(
     return run_relayed(todo, settings, _NoEvents(), term=env.get("TERM"))
 
 
-def run_relayed(todo: Plan, settings: Settings, events: Events, *, term: str | None) -> int:
-    """Start the program under the deadline, relay until the end, tear down, report."""
+def run_relayed(todo: Plan, settings: Settings, events: Events, *, term: str | None,
+                rhost: str | None = None, check: PasswordCheck | None = None) -> int:
+    """Start the program under the deadline, relay until the end, tear down, report.
+
+    `rhost` is the client's address (for the lock's PAM check); `check` replaces
+    that check (tests: the real one is PAM, as the wrapper's own user).
+    """
     pty = todo.mode == "interactive"
+    name_process(WRAPPER_NAME)  # how `idlewrap lock` tells its session's wrapper
     with SignalWakeup() as signals, Alarm() as alarm:
         try:
             child = _spawn(todo)
@@ -70,6 +79,7 @@ def run_relayed(todo: Plan, settings: Settings, events: Events, *, term: str | N
             style=WarningStyle(settings.warning, settings.bell, term),
             screen=relay if pty else None,
             now=clock.now(),
+            lock=_lock_plan(settings, rhost, check) if pty else None,
         )
         with contextlib.ExitStack() as terminal:
             if pty:
@@ -81,6 +91,17 @@ def run_relayed(todo: Plan, settings: Settings, events: Events, *, term: str | N
             _say_goodbye(result, relay, settings, child)
         _end_session(child, relay)
     return status
+
+
+def _lock_plan(settings: Settings, rhost: str | None, check: PasswordCheck | None) -> LockPlan:
+    """Whose password unlocks: the account the wrapper runs as, never a name typed."""
+    try:
+        tty: str | None = os.ttyname(0)
+    except OSError:
+        tty = None
+    return LockPlan(pwd.getpwuid(os.getuid()).pw_name, tty, rhost,
+                    at_deadline=settings.action == "lock", attempts=settings.unlock_attempts,
+                    terminate_after=settings.terminate_after, check=check)
 
 
 def _spawn(todo: Plan) -> Child:
@@ -98,10 +119,18 @@ def _say_goodbye(result: Result, relay: Relay, settings: Settings, child: Child)
     if child.pty:
         text += relay.terminal_reset()
     if result.outcome is Outcome.TIMEOUT:
-        message = settings.message.replace("{idle}", format_duration(settings.idle_timeout))
+        message = _timeout_message(result.reason, settings)
         text += f"\r\n{message}\r\n".encode() if child.pty else f"{message}\n".encode()
     with contextlib.suppress(OSError):  # a client that stopped reading gets 1 s, not more
         write_all(1 if child.pty else 2, text, 1.0)
+
+
+def _timeout_message(reason: str, settings: Settings) -> str:
+    """The policy's message with its limit: idle_timeout, or terminate_after for a lock."""
+    if reason == "unlock_attempts":
+        return f"idlewrap: session closed after {settings.unlock_attempts} wrong passwords."
+    limit = settings.terminate_after if reason == "locked" else None
+    return settings.message.replace("{idle}", format_duration(limit or settings.idle_timeout))
 
 
 def _end_session(child: Child, relay: Relay) -> None:
@@ -115,7 +144,7 @@ def _report_end(result: Result, events: Events) -> int:
     """Log how the session ended; return the wrapper's exit status."""
     idle = round(result.idle)
     if result.outcome is Outcome.TIMEOUT:
-        events.emit("timeout", idle=idle)
+        events.emit("timeout", idle=idle, reason=result.reason or None)
         return EXIT_TIMEOUT
     if result.outcome is Outcome.DISCONNECT:
         events.emit("disconnect", reason=result.reason, idle=idle)

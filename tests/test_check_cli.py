@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from idlewrap import unlock
 from idlewrap.commands import check
 from tests import infra
 
@@ -68,7 +69,9 @@ BROKEN = [
      "2: users: must be a string or an array of strings, not an array"),
     ('idle_timeout = "15m"\n[[match]\nusers = "root"\n',
      "2: TOML syntax error: expected ']]' at the end of an array declaration (column 8)"),
-    ('action = "lock"\n', "1: action: \"lock\" is not supported yet (use \"terminate\")"),
+    ('unlock_attempts = -1\n', "1: unlock_attempts: -1 is not a positive integer"),
+    ('idle_timeout = "2h"\nterminate_after = "1h"\n',
+     "2: terminate_after (1h) must be longer than idle_timeout (2h)"),
     ('message = "closed {when}"\n',
      "1: message: '{when}' is not allowed: only {idle} and {user} expand, no other braces"),
     ('shell = "zsh"\n', "1: shell: 'zsh' is not an absolute path"),
@@ -171,3 +174,21 @@ def test_shipped_sshd_match_examples_pass_sshd_t(trusted_dir: Path) -> None:
     dropin.write_text(uncommented)
     result = _sshd_t(trusted_dir, dropin)
     assert result.returncode == 0, result.stderr
+
+
+def test_shipped_sample_with_the_lock_uncommented_passes(trusted_dir: Path, run_check: Run,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commented lock lines are valid once an admin turns them on."""
+    text = re.sub(r"^# ((action|terminate_after|unlock_attempts) = .*)$", r"\1",
+                  SAMPLE_POLICY.read_text(), flags=re.M)
+    assert text.count('\naction = "lock"\n') == 1
+    monkeypatch.setattr(unlock, "PAM_SERVICE_FILE", "/etc/passwd")  # a file that exists
+    path = infra.write_root_file(trusted_dir / "idlewrap.toml", text)
+    status, out, err = run_check(path)
+    assert (status, out) == (0, "")
+    # at the top level the lock applies to command sessions too, which have no terminal
+    line = text.splitlines().index('action = "lock"') + 1
+    assert [line for line in err.splitlines() if "action" in line] == [
+        f'{path}:{line}: warning: action "lock": '
+        "command sessions without a terminal (ssh host CMD) cannot be locked and end instead "
+        '(limit it to sessions = "interactive", or give sessions = "command" a rule of its own)']

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from idlewrap import policy as policy_module
+from idlewrap import unlock
 from idlewrap.durations import parse_duration
 from idlewrap.identity import (
     LoginContext,
@@ -200,8 +201,21 @@ def test_clamp_when_rules_combine_badly() -> None:
     ('exempt = 1\n', "p.toml:1: exempt: must be a boolean, not an integer"),
     ('message = 1979-05-27\n', "p.toml:1: message: must be a string, not a date"),
     ('shell = "bash"\n', "p.toml:1: shell: 'bash' is not an absolute path"),
-    ('action = "lock"\n', "p.toml:1: action: \"lock\" is not supported yet (use \"terminate\")"),
-    ('action = "kill"\n', "p.toml:1: action: 'kill' is not an action: use \"terminate\""),
+    ('action = "kill"\n', "p.toml:1: action: 'kill' is not an action: use \"terminate\" or "
+     "\"lock\""),
+    ('unlock_attempts = 0\n', "p.toml:1: unlock_attempts: 0 is not a positive integer"),
+    ('unlock_attempts = "3"\n', "p.toml:1: unlock_attempts: must be a positive integer, "
+     "not a string"),
+    ('unlock_attempts = true\n', "p.toml:1: unlock_attempts: must be a positive integer, "
+     "not a boolean"),
+    ('terminate_after = "10m"\n', "p.toml:1: terminate_after (10m) must be longer than "
+     "idle_timeout (15m, the built-in default)"),
+    ('idle_timeout = "1h"\nterminate_after = "1h"\n', "p.toml:2: terminate_after (1h) must be "
+     "longer than idle_timeout (1h)"),
+    ('[[match]]\nterminate_after = "5m"\nidle_timeout = "10m"\n', "p.toml:2: terminate_after "
+     "(5m) must be longer than idle_timeout (10m)"),
+    ('terminate_after = "never"\n', "p.toml:1: terminate_after: 'never' is not a duration: use "
+     "seconds (\"90\") or units d, h, m, s in that order (\"1h30m\")"),
     ('message = "bye {name}"\n', "p.toml:1: message: '{name}' is not allowed: only {idle} "
      "and {user} expand, no other braces"),
     ('message = "{user.__class__}"\n', "p.toml:1: message: '{user.__class__}' is not allowed: "
@@ -274,6 +288,46 @@ def test_lint_warnings(tmp_path: Path) -> None:
                                          lint=True).warnings] == [
         "p.toml:3: warning: match[1]: warn_before 10m with the inherited idle_timeout 10m "
         "gets warn_before clamped to 5m"]
+
+
+NO_TERMINAL = ('warning: action "lock": command sessions without a terminal (ssh host CMD) '
+               'cannot be locked and end instead (limit it to sessions = "interactive", or give '
+               'sessions = "command" a rule of its own)')
+
+
+def lock_warnings(text: str, monkeypatch: pytest.MonkeyPatch, service: Path) -> list[str]:
+    monkeypatch.setattr(unlock, "PAM_SERVICE_FILE", str(service))
+    return [str(w) for w in parse_policy(text, "p.toml", lint=True).warnings]
+
+
+def test_lint_lock_without_the_pam_service(monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    text = 'action = "lock"\n[[match]]\nsessions = "command"\naction = "terminate"\n'
+    assert lock_warnings(text, monkeypatch, tmp_path / "idlewrap") == [
+        f'p.toml:1: warning: action "lock": {tmp_path}/idlewrap is missing: idle sessions are '
+        "ended instead (install pam/idlewrap there)"]
+    (tmp_path / "idlewrap").write_text("auth required pam_deny.so\n")
+    assert lock_warnings(text, monkeypatch, tmp_path / "idlewrap") == []
+
+
+@pytest.mark.parametrize(("text", "lines"), [
+    ('action = "lock"\n', [1]),
+    ('[[match]]\nusers = "root"\naction = "lock"\n', [3]),
+    ('[[match]]\nsessions = ["interactive", "command"]\naction = "lock"\n', [3]),
+    ('[[match]]\nsessions = "interactive"\naction = "lock"\n', []),
+    # every command session has its own action first
+    ('action = "lock"\n[[match]]\nsessions = "command"\naction = "terminate"\n'
+     '[[match]]\nusers = "root"\naction = "lock"\n', []),
+    # ... but not before this rule, or not for every command session
+    ('[[match]]\nusers = "root"\naction = "lock"\n'
+     '[[match]]\nsessions = "command"\naction = "terminate"\n', [3]),
+    ('action = "lock"\n[[match]]\nsessions = "command"\nusers = "root"\naction = "terminate"\n',
+     [1]),
+])
+def test_lint_lock_for_command_sessions(text: str, lines: list[int],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    warnings = lock_warnings(text, monkeypatch, Path("/etc/passwd"))  # a file that exists
+    assert warnings == [f"p.toml:{line}: {NO_TERMINAL}" for line in lines]
 
 
 def test_warnings_come_with_errors() -> None:
@@ -406,8 +460,8 @@ def value(v: object) -> str:
 
 
 KNOWN_KEYS = ["idle_timeout", "warn_before", "shell", "message", "warning", "exempt", "action",
-              "bell", "name", "users", "groups", "addresses", "sessions", "not_users",
-              "not_groups", "syslog_socket"]
+              "unlock_attempts", "terminate_after", "bell", "name", "users", "groups",
+              "addresses", "sessions", "not_users", "not_groups", "syslog_socket"]
 keys = st.one_of(st.sampled_from(KNOWN_KEYS), st.text(min_size=1, max_size=6))
 scalars = st.one_of(
     st.integers(min_value=-10, max_value=10**7), st.floats(), st.booleans(),
@@ -465,7 +519,9 @@ SETTING_VALUES: dict[str, list[Any]] = {
     "message": ["bye {user}", "idle {idle}"],
     "warning": ["careful", "soon"],
     "exempt": [True, False],
-    "action": ["terminate"],
+    "action": ["terminate", "lock"],
+    "unlock_attempts": [1, 3],
+    "terminate_after": ["off", "2h"],  # longer than every idle_timeout here
     "bell": [True, False],
 }
 
@@ -534,6 +590,8 @@ def reference_matches(rule: dict[str, Any], login: LoginContext) -> bool:
 
 
 def normal(name: str, v: Any) -> Any:
+    if name == "terminate_after":
+        return None if v == "off" else parse_duration(v)
     return parse_duration(v) if name in ("idle_timeout", "warn_before") else v
 
 

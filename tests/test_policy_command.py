@@ -97,6 +97,8 @@ def test_user_in_two_groups(capsys: pytest.CaptureFixture[str], config: Path) ->
         'warning "This session is idle and will be closed." (default)',
         "exempt no (default)",
         "action terminate (default)",
+        "unlock_attempts 3 (default)",
+        "terminate_after off (default)",
         "bell no (global)",
     ]
 
@@ -134,10 +136,12 @@ def test_json(capsys: pytest.CaptureFixture[str], config: Path) -> None:
         "settings": {"idle_timeout": 90, "warn_before": 45, "shell": None,
                      "message": "bye {user}",
                      "warning": "This session is idle and will be closed.",
-                     "exempt": False, "action": "terminate", "bell": False},
+                     "exempt": False, "action": "terminate", "unlock_attempts": 3,
+                     "terminate_after": None, "bell": False},
         "sources": {"idle_timeout": "ops", "warn_before": "devs", "shell": "default",
                     "message": "devs", "warning": "default", "exempt": "default",
-                    "action": "default", "bell": "global"},
+                    "action": "default", "unlock_attempts": "default",
+                    "terminate_after": "default", "bell": "global"},
         "rule": "ops",
         "clamped": True,
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import pexpect
 import pytest
 
 from idlewrap.modes import Modes, ModeTracker
+from tests import infra
 from tests.relay_driver import MESSAGE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -278,3 +280,140 @@ def test_the_dead_mans_switch_stands_still_while_suspended_and_the_alarm_does_no
         info = Path(f"/proc/{s.term.pid}/fdinfo/{fd}").read_text()
         clocks += re.findall(r"clockid: (\d+)", info)
     assert clocks == ["7"], clocks
+
+
+# -- the lock (fake password check: tests/relay_driver.py --password) ------------------------
+
+LOCKED = "Password: "  # the dumb terminal's lock prompt
+
+
+def lock_session(session: type[Session], argv: list[str], *extra: str, idle: int = 2,
+                 warn: int = 1, term: str = "dumb") -> Session:
+    return session(idle, warn, argv, term=term, extra=("--password", "pw", *extra))
+
+
+def wait_events(s: Session, names: list[str], timeout: float = 5) -> list[dict[str, object]]:
+    deadline = time.monotonic() + timeout
+    while s.names()[:len(names)] != names and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert s.names() == names, s.names()
+    return s.events()
+
+
+def test_at_the_deadline_the_lock_takes_every_key_and_only_the_password_opens_it(
+    session: type[Session],
+) -> None:
+    s = lock_session(session, recorder(), "--lock")
+    s.term.expect(READY)
+    s.term.expect("Locking in 0:01: press any key.")  # the warning says what is coming
+    s.term.expect(LOCKED, timeout=3)
+    # Ctrl-C, Ctrl-Z, Ctrl-\ and an arrow key: none reaches the program; ^C also starts over
+    s.term.send("ab\x03\x1a\x1c\x1b[A\rwrong\r")
+    s.term.expect("Wrong password: 2 attempts left.\r\nPassword: ")
+    s.term.send("pw\r")
+    wait_events(s, ["warning", "lock", "unlock_failed", "unlock"])
+    s.term.send("k")
+    assert s.wait_received(lambda got: got != b"") == b"k"
+    events = s.events()
+    assert (events[1]["reason"], events[2]["attempt"]) == ("idle", 1)
+
+
+def test_output_written_while_locked_is_held_and_shown_after_the_unlock_in_order(
+    session: type[Session],
+) -> None:
+    job = "sleep 2.5; i=1; while [ $i -le 300 ]; do echo n$i; i=$((i+1)); done; exec sleep 60"
+    s = lock_session(session, ["/bin/sh", "-c", job], "--lock")
+    s.term.expect(LOCKED, timeout=4)
+    time.sleep(1.5)  # the job writes while locked
+    with pytest.raises(pexpect.TIMEOUT):
+        s.term.expect("n1", timeout=0.2)
+    s.term.send("pw\r")
+    s.term.expect(r"n300\r\n")
+    numbers = [int(n) for n in re.findall(rb"n(\d+)\r\n", s.term.before + s.term.after)]
+    assert numbers == list(range(1, 301))
+
+
+def test_wrong_passwords_end_the_session(session: type[Session]) -> None:
+    s = lock_session(session, recorder(), "--lock", "--attempts", "2")
+    s.term.expect(LOCKED, timeout=4)
+    s.term.send("nope\r")
+    s.term.expect("Wrong password: 1 attempt left.")
+    s.term.send("nope\r")
+    s.term.expect("idlewrap: session closed after 2 wrong passwords.")
+    s.ends()
+    assert s.term.exitstatus == 124
+    events = wait_events(s, ["warning", "lock", "unlock_failed", "unlock_failed", "timeout"])
+    assert [e.get("attempt") for e in events[2:4]] == [1, 2]
+    assert events[4]["reason"] == "unlock_attempts"
+    assert s.received() == b""
+
+
+def test_terminate_after_ends_a_locked_session_and_shows_nothing_it_held(
+    session: type[Session],
+) -> None:
+    job = "sleep 2.5; echo SECRET-HELD; exec sleep 60"
+    s = lock_session(session, ["/bin/sh", "-c", job], "--lock", "--terminate-after", "4")
+    started = time.monotonic()
+    s.term.expect(LOCKED, timeout=4)
+    s.term.expect(re.escape(MESSAGE.replace("{idle}", "4s")), timeout=4)
+    closed = s.ends() - started
+    assert 3.9 <= closed <= 5.0, closed
+    assert b"SECRET-HELD" not in s.term.before
+    assert s.term.exitstatus == 124
+    events = wait_events(s, ["warning", "lock", "timeout"])
+    assert events[2]["reason"] == "locked"
+
+
+def test_the_lock_signal_locks_at_once_whatever_the_action(session: type[Session]) -> None:
+    s = lock_session(session, recorder(), idle=30, warn=10)
+    s.term.expect(READY)
+    os.kill(s.term.pid, signal.SIGRTMIN + 11)  # what `idlewrap lock` sends
+    s.term.expect(LOCKED)
+    s.term.send("pw\r")
+    events = wait_events(s, ["lock", "unlock"])
+    assert events[0]["reason"] == "user"
+    s.term.send("k")
+    assert s.wait_received(lambda got: got != b"") == b"k"
+
+
+def test_without_the_pam_service_a_lock_ends_the_session(session: type[Session]) -> None:
+    s = session(2, 1, recorder(), term="dumb",
+                extra=("--lock", "--pam-service-file", "/nonexistent/idlewrap"))
+    s.term.expect(READY)
+    os.kill(s.term.pid, signal.SIGRTMIN + 11)
+    s.term.expect("idlewrap: this session cannot be locked: /nonexistent/idlewrap is missing")
+    s.term.expect(re.escape(MESSAGE.replace("{idle}", "2s")), timeout=4)
+    s.ends()
+    assert s.term.exitstatus == 124
+    events = wait_events(s, ["config_error", "warning", "config_error", "timeout"])
+    assert events[0]["reason"] == events[2]["reason"] == "no_pam_service"
+
+
+def test_a_check_still_running_at_the_end_is_stopped(session: type[Session]) -> None:
+    s = lock_session(session, recorder(), "--lock", "--terminate-after", "5",
+                     "--check-delay", "60")
+    s.term.expect(LOCKED, timeout=4)
+    s.term.send("pw\r")
+    children = Path(f"/proc/{s.term.pid}/task/{s.term.pid}/children")
+    checks: list[str] = []
+
+    def check_started() -> bool:
+        nonlocal checks
+        checks = children.read_text().split()
+        return len(checks) == 2  # the program and the check
+
+    infra.wait_for(check_started, 2)
+    s.ends()
+    assert s.names() == ["warning", "lock", "timeout"]
+    for pid in checks:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text()
+
+
+def test_an_exempt_session_says_it_cannot_be_locked(session: type[Session]) -> None:
+    s = session(2, 1, recorder(), term="dumb", extra=("--exempt",))
+    s.term.expect(READY)
+    os.kill(s.term.pid, signal.SIGRTMIN + 11)
+    s.term.expect("idlewrap: this session cannot be locked: it is exempt from idle limits")
+    s.term.send("k")
+    assert s.wait_received(lambda got: got != b"") == b"k"
+    assert s.names() == []

@@ -32,3 +32,10 @@ def test_wrapper_start_up_imports_no_command() -> None:
     assert "idlewrap.login" in loaded
     assert not {m for m in loaded if m.startswith("idlewrap.commands")}
     assert not loaded & {"json", "difflib", "shutil", "tempfile", "importlib", "urwid"}
+
+
+def test_nothing_of_the_lock_is_loaded_at_start_up() -> None:
+    """python-pam and the lock screen are paid for when a lock is due, not at every login."""
+    loaded = _loaded("import idlewrap.cli, idlewrap.login, idlewrap.wrapper")
+    assert not loaded & {"pam", "idlewrap.lock", "idlewrap.lock_screen", "idlewrap.unlock",
+                         "idlewrap.overlay"}

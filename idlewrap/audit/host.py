@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 
 from idlewrap.audit.findings import (
@@ -18,8 +17,9 @@ from idlewrap.audit.pam_stack import PamLine, exec_command, option
 from idlewrap.durations import format_duration
 from idlewrap.identity import LoginContext
 from idlewrap.policy import Policy, PolicyError, load_policy, resolve
+from idlewrap.unlock import PAM_SERVICE_FILE as LOCK_SERVICE
+from idlewrap.unlock import service_installed
 
-LOCK_SERVICE = "/etc/pam.d/idlewrap"
 WATCHDOG_SOCKET = "/run/idlewrap/watchdog.sock"
 PAM_ENV_WAY_OUT = "~/.pam_environment can set LD_PRELOAD (pam_env user_readenv=1)"
 
@@ -143,7 +143,7 @@ def _hook(hooks: list[PamLine], pam_file: str) -> Check:
 def _lock_service(needed: bool) -> Check:
     if not needed:
         return check("pam.lock_service", "n/a", "no rule locks (action = \"lock\")")
-    if os.path.isfile(LOCK_SERVICE):
+    if service_installed():
         return check("pam.lock_service", "pass", f"{LOCK_SERVICE} is installed")
     return check("pam.lock_service", "fail", f"{LOCK_SERVICE} is missing: PAM would check "
                  "lock-screen passwords against /etc/pam.d/other")
