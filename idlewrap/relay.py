@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 
 CHUNK = 65536
 OUTPUT_BURST = 16  # chunks read in a row before input gets its turn
+# A pty hands out at most about 4 KiB a read. After a shorter read it is drained for now,
+# and another read would fail with EAGAIN: a Python exception costs thousands of
+# instructions (measured with bench/relay-cost), a poll does not.
+FULL_READ = 3072
 DRAIN_QUIET = 0.1  # after the program exits, stop reading once its pty has been quiet this long
 DRAIN_HELD = 0.2  # at a timeout, how long output held under the warning may take to show
 DRAIN_HELD_BYTES = 1 << 20
@@ -209,8 +213,8 @@ class Relay:
     # -- program output ---------------------------------------------------------------------
 
     def _on_child_output(self) -> None:
-        # A pty hands out about 4 KB a read: reading on while the terminal keeps up costs
-        # one poll per burst instead of one per chunk, and input is still read between bursts.
+        # Reading on while the pty has more and the terminal keeps up costs one poll per
+        # burst instead of one per chunk, and input is still read between bursts.
         # The per-chunk path is kept to a read, the mode tracker's ESC test and a write.
         fd, out, feed = self.child.fd, self.user_out, self.modes.feed
         guard = self.guard
@@ -240,6 +244,8 @@ class Relay:
                 return
             if written < len(data):
                 self.to_user = data[written:]
+                return
+            if written < FULL_READ:
                 return
 
     def _noticed_output(self) -> None:
