@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from idlewrap import deadline as clock
 from idlewrap.modes import ModeTracker
+from idlewrap.output_filter import OutputFilter
 from idlewrap.signals import ENDING
 from idlewrap.terminal import get_size, set_size, write_all
 
@@ -82,6 +83,7 @@ class Relay:
         self.signals = signals
         self.alarm = alarm
         self.modes = ModeTracker()
+        self.output_filter = OutputFilter()  # no ENQ, no S8C1T: their replies look typed
         self.guard: IdleGuard | None = None
         self.to_child = b""
         self.to_user = b""
@@ -223,6 +225,7 @@ class Relay:
                 self.last_output = clock.now()
             if guard is not None and guard.awaits_output:
                 guard.on_output(clock.now())
+            data = self.output_filter.feed(data)
             self.modes.feed(data)
             self.to_user = self._write(out, data, user_side=True)
             if self.to_user or self.result is not None:
@@ -353,6 +356,7 @@ class Relay:
             if not data:
                 return
             budget -= len(data)
+            data = self.output_filter.feed(data)
             self.modes.feed(data)
             self.to_user += data
             self.flush_to_user(end - clock.now())
