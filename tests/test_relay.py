@@ -285,3 +285,10 @@ def test_the_dead_mans_switch_stands_still_while_suspended_and_the_alarm_does_no
         info = Path(f"/proc/{s.term.pid}/fdinfo/{fd}").read_text()
         clocks += re.findall(r"clockid: (\d+)", info)
     assert clocks == ["7"], clocks
+
+
+def test_enq_and_s8c1t_never_reach_the_terminal(session: type[Session]) -> None:
+    """Issue 9, escape 2: their replies (answerback text, 8-bit reports) look typed."""
+    s = session(30, 10, ["/bin/sh", "-c", r"printf 'a\005b\033 Gc\033'; printf ' \007Gd'"])
+    s.term.expect(pexpect.EOF)
+    assert s.term.before == b"ab\x1b Fc\x1b \x07Fd"
