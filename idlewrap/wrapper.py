@@ -25,6 +25,8 @@ from idlewrap.settings import Settings
 from idlewrap.signals import SignalWakeup
 from idlewrap.spawn import Child, spawn_in_pty, spawn_on_pipe
 from idlewrap.terminal import get_size, nonblocking, raw_mode, write_all
+from idlewrap.watchdog import protocol
+from idlewrap.watchdog.link import ReportingDeadMan, WatchdogLink
 
 EXIT_TIMEOUT = 124  # as timeout(1): the session was ended for being idle
 EXIT_INTERNAL = 70  # EX_SOFTWARE (sysexits.h): the wrapper failed and ended the session
@@ -53,8 +55,13 @@ def run_demo(
     return run_relayed(todo, settings, _NoEvents(), term=env.get("TERM"))
 
 
-def run_relayed(todo: Plan, settings: Settings, events: Events, *, term: str | None) -> int:
-    """Start the program under the deadline, relay until the end, tear down, report."""
+def run_relayed(todo: Plan, settings: Settings, events: Events, *, term: str | None,
+                watchdog: WatchdogLink | None = None) -> int:
+    """Start the program under the deadline, relay until the end, tear down, report.
+
+    `watchdog` (registered) hears of each deadline and, once no process is left, of
+    the clean end.
+    """
     pty = todo.mode == "interactive"
     with SignalWakeup() as signals, Alarm() as alarm:
         try:
@@ -63,9 +70,10 @@ def run_relayed(todo: Plan, settings: Settings, events: Events, *, term: str | N
             print(f"idlewrap: cannot run {todo.path}: {e.strerror}", file=sys.stderr)
             return EXIT_NO_SHELL
         relay = Relay(child, user_in=0, user_out=1, signals=signals, alarm=alarm)
+        deadman = DeadMansSwitch()
         guard = None if settings.exempt else IdleGuard(
             IdleDeadline(settings.idle_timeout, settings.warn_before, clock.now()),
-            deadman=DeadMansSwitch(),
+            deadman=deadman if watchdog is None else ReportingDeadMan(deadman, watchdog),
             events=events,
             style=WarningStyle(settings.warning, settings.bell, term),
             screen=relay if pty else None,
@@ -79,7 +87,11 @@ def run_relayed(todo: Plan, settings: Settings, events: Events, *, term: str | N
             status = _report_end(result, events)  # logged at the deadline, not after cleanup
             signals.ignore_ending()  # the goodbye and the teardown run to their end
             _say_goodbye(result, relay, settings, child)
-        _end_session(child, relay)
+        failed = _end_session(child, relay)
+    if failed is not None:
+        events.emit("teardown_failed", reason=failed)  # the watchdog ends what is left
+    elif watchdog is not None:
+        watchdog.send(protocol.END)
     return status
 
 
@@ -104,11 +116,11 @@ def _say_goodbye(result: Result, relay: Relay, settings: Settings, child: Child)
         write_all(1 if child.pty else 2, text, 1.0)
 
 
-def _end_session(child: Child, relay: Relay) -> None:
-    """No process of the session outlives it (the wrapper is their subreaper)."""
+def _end_session(child: Child, relay: Relay) -> str | None:
+    """No process of the session outlives it (the wrapper is their subreaper); else why."""
     with contextlib.suppress(OSError):
         os.close(child.fd)  # a pty master's close hangs up the session at once
-    teardown.end_all(relay.reap)
+    return teardown.end_all(relay.reap)
 
 
 def _report_end(result: Result, events: Events) -> int:
