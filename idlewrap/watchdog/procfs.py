@@ -103,7 +103,8 @@ def untrusted_mapping(pid: int) -> str | None:
             if name.startswith(("/memfd:", "/SYSV")) or name in seen:
                 continue
             seen.add(name)
-            st = os.stat(f"/proc/{pid}/map_files/{os.fsdecode(fields[0])}")
+            start, _, end = fields[0].partition(b"-")
+            st = os.stat(f"/proc/{pid}/map_files/{int(start, 16):x}-{int(end, 16):x}")
             if st.st_uid != 0 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
                 return name
     return None
