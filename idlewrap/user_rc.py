@@ -49,11 +49,14 @@ def run_user_rc(config: str, path: str) -> int:
     if watchdog is not None:
         tty = next((os.ttyname(fd) for fd in (1, 2) if os.isatty(fd)), None)
         watchdog.send(protocol.REGISTER, kind="rc", tty=tty)
+        watchdog.send(protocol.DEADLINE, **{"in": RC_LIMIT + 1})  # with time for the teardown
         watchdog.answered(REGISTER_WAIT)
     pid = spawn_without_terminal(SHELL, [SHELL, path], env)
     status = _wait(pid, RC_LIMIT)
     if status is None:
         print(f"idlewrap: ~/.ssh/rc still ran after {RC_LIMIT:g}s: stopped", file=sys.stderr)
+    if watchdog is not None:
+        watchdog.send(protocol.ENDING)
     failed = teardown.end_all(_reap)
     if watchdog is not None and failed is None:
         watchdog.send(protocol.END)

@@ -56,6 +56,7 @@ class Wrapper:
         self.due: float | None = None  # deadline_missed from then on
         self.clean = False  # said `end`
         self.handed_over = False  # said `exec`: the pid is now the user's command
+        self.via: int | None = None  # an rc runner: the shell sshd's popen started it with
 
 
 class Connection:
@@ -69,6 +70,7 @@ class Connection:
         self.user = account.pw_name
         self.uid = account.pw_uid
         self.home = account.pw_dir
+        self.shell = account.pw_shell
         self.conn = fields.get("conn")
         self.rhost = fields.get("rhost")
         self.sshd = procfs.exe_of(priv)
@@ -331,7 +333,7 @@ class Watchdog:
         conn = self.connections.get(group or "")
         if conn is None or conn.ended or conn.killed or kind not in ("session", "rc"):
             return False  # a login that is no ssh connection of ours (the console, su)
-        facts = peer.Connection(conn.uid, conn.home, conn.sshd, self._member_of(conn))
+        facts = peer.Connection(conn.uid, conn.home, conn.shell, conn.sshd, self._member_of(conn))
         try:
             pidfd = os.pidfd_open(client.pid)
         except OSError:
@@ -345,6 +347,10 @@ class Watchdog:
             self._answer(client, protocol.REFUSED, {"reason": "not_a_wrapper"})
             return False
         wrapper = Wrapper(client.pid, kind, pidfd)
+        with contextlib.suppress(OSError):
+            parent = procfs.stat_of(client.pid).ppid
+            if kind == "rc" and peer.popen_shell(parent, facts):
+                wrapper.via = parent
         conn.wrappers[client.pid] = wrapper
         client.conn, client.wrapper = conn, wrapper
         if "tty" in fields:
@@ -401,9 +407,10 @@ class Watchdog:
             except OSError:
                 continue
         sshd = {pid for pid, (_, exe) in facts.items() if exe == conn.sshd}
+        covered = {*conn.wrappers, *(w.via for w in conn.wrappers.values())}
         due = None
         for pid, (st, _) in facts.items():
-            if pid in sshd or st.ppid not in sshd or pid in conn.wrappers or st.zombie:
+            if pid in sshd or st.ppid not in sshd or pid in covered or st.zombie:
                 continue
             since = max(st.started, conn.last_cover)
             if now - since >= conn.grace:

@@ -12,6 +12,8 @@ taken only from a process that
 - is in the connection's group, as a child of one of its sshd processes: sshd starts
   the wrapper itself (ForceCommand through a shell that execs it, or the launcher). A
   wrapper started from a shell the user already has is not the session's wrapper.
+  The ~/.ssh/rc runner is one step further: sshd starts it with popen(3), through
+  `sh -c "<login shell> -c '/bin/sh <home>/.ssh/rc'"` (`popen_shell`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from idlewrap.audit.launch import python_module, read_launcher, writable_by_othe
 from idlewrap.settings import DEFAULT_CONFIG
 from idlewrap.watchdog import procfs
 
+POPEN_SHELL = "/bin/sh"  # glibc's popen runs `sh -c COMMAND` with this file
 LOGIN_ARGS: tuple[list[str], ...] = ([], ["-l"], ["--login"], ["-i"])  # as cli.login_shell
 
 
@@ -39,6 +42,7 @@ class Connection(NamedTuple):
 
     uid: int
     home: str
+    shell: str  # the account's login shell (the launcher, for an rc runner)
     sshd: procfs.FileId
     contains: Callable[[int], bool]
 
@@ -63,12 +67,23 @@ def _refusal(pid: int, uid: int, kind: str, conn: Connection, expected: Expected
     if why:
         return why
     parent = procfs.stat_of(pid).ppid
+    if kind == "rc" and popen_shell(parent, conn):
+        parent = procfs.stat_of(parent).ppid
     if not conn.contains(pid) or not conn.contains(parent) or procfs.exe_of(parent) != conn.sshd:
         return "not started by the connection's sshd"
     mapped = procfs.untrusted_mapping(pid)
     if mapped:
         return f"maps {mapped}, which others than root can write"
     return None
+
+
+def popen_shell(pid: int, conn: Connection) -> bool:
+    """True if `pid` is the shell sshd's popen(3) started to run ~/.ssh/rc (session.c)."""
+    try:
+        return (procfs.exe_of(pid) == procfs.file_id(POPEN_SHELL) and procfs.cmdline_of(pid)
+                == ["sh", "-c", f"{conn.shell} -c '/bin/sh {conn.home}/.ssh/rc'"])
+    except OSError:
+        return False
 
 
 def _not_started_as_wrapper(argv: list[str], kind: str, home: str, config: str) -> str | None:
