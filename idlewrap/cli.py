@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import pwd
 import sys
 from typing import NoReturn
 
@@ -53,6 +52,8 @@ def login_shell(args: list[str], config: str = DEFAULT_CONFIG) -> int:
     if args in ([], ["-l"], ["--login"], ["-i"]):
         return _wrap(config, None)
     if len(args) >= 2 and args[0] == "-c":
+        import pwd
+
         home = pwd.getpwuid(os.getuid()).pw_dir
         if args[1] == f"/bin/sh {home}/.ssh/rc":  # how sshd runs ~/.ssh/rc before a session
             from idlewrap.user_rc import run_user_rc

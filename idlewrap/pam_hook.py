@@ -66,10 +66,11 @@ def _run(args: Sequence[str]) -> int:
     log.emit(event)
     log.close()
     refused = _tell_watchdog(policy.watchdog.socket, event, {**fields, "rhost": address})
-    if refused is None:
-        return 0
-    _say(f"idlewrap pam_hook: the watchdog at {policy.watchdog.socket}: {refused}")
-    return 1 if policy.watchdog.required and event == "pam_open_session" else 0
+    if refused is None or not policy.watchdog.required or event != "pam_open_session":
+        return 0  # without a watchdog the wrapper logs config_error reason=no_watchdog
+    _say(f"idlewrap pam_hook: login refused: the watchdog at {policy.watchdog.socket}: "
+         f"{refused}")
+    return 1
 
 
 def _tell_watchdog(path: str, event: str, fields: dict[str, object]) -> str | None:

@@ -91,9 +91,9 @@ def _not_started_as_wrapper(argv: list[str], kind: str, home: str, config: str) 
     module = python_module(args)
     if module is not None:
         name, isolated, rest = module
-        if name != "idlewrap" or not isolated or kind != "session":
-            return f"not the wrapper's command line: {' '.join(argv)!r}"
         used = _config_of(rest)
+        if name != "idlewrap" or not isolated or kind != "session" or used is None:
+            return f"not the wrapper's command line: {' '.join(argv)!r}"
     else:
         launcher = read_launcher(args[1]) if len(args) > 1 else None
         if launcher is None or not launcher.isolated or not args[0].startswith("-"):
@@ -107,7 +107,7 @@ def _not_started_as_wrapper(argv: list[str], kind: str, home: str, config: str) 
         if not fits:
             return f"not the launcher's {kind} command line: {' '.join(argv)!r}"
         used = launcher.config or DEFAULT_CONFIG
-    if used is None or os.path.realpath(used) != config:
+    if os.path.realpath(used) != config:
         return f"reads the policy {used}, not {config}"
     return None
 

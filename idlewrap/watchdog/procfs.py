@@ -102,9 +102,12 @@ def untrusted_mapping(pid: int) -> str | None:
             name = os.fsdecode(fields[5].rstrip(b"\n"))
             if name.startswith(("/memfd:", "/SYSV")) or name in seen:
                 continue
-            seen.add(name)
             start, _, end = fields[0].partition(b"-")
-            st = os.stat(f"/proc/{pid}/map_files/{int(start, 16):x}-{int(end, 16):x}")
+            try:
+                st = os.stat(f"/proc/{pid}/map_files/{int(start, 16):x}-{int(end, 16):x}")
+            except FileNotFoundError:
+                continue  # unmapped since maps was read
+            seen.add(name)
             if st.st_uid != 0 or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
                 return name
     return None
