@@ -24,6 +24,7 @@ from tests.e2e.watchdog_site import (
     assert_nothing_left,
     send_last_key,
     show,
+    wait_for_process,
 )
 
 pytestmark = pytest.mark.root
@@ -176,3 +177,22 @@ def test_processes_of_the_connection_are_listed_in_the_kill(site: Site) -> None:
     assert "/sleep" in kill["processes"], kill.fields
     assert kill["conn"] and kill["user"] == user and kill.pri == 84
     assert_nothing_left(user)
+
+
+def test_without_cgroups_the_audit_session_id_finds_the_jobs(e2e: E2E) -> None:
+    """A host without cgroup v2: pam_loginuid's session id marks the connection."""
+    v1 = Site(e2e, "wd-v1", cgroups=False)
+    try:
+        user = v1.user("iww_v1").name
+        child = v1.login(user)
+        child.send("setsid sh -c 'trap \"\" HUP TERM; sleep 1701' & echo started\r")
+        child.expect("started\r\n")
+        wait_for_process(user, "sleep 1701")
+        child.send("kill -9 $PPID\r")
+        child.expect(pexpect.EOF, timeout=5)
+        assert_nothing_left(user)
+        kill = v1.wait_event(user, "watchdog_kill")
+        assert kill["reason"] == "wrapper_died" and "/sleep" in kill["processes"]
+        assert "audit session id" in v1.watchdog_log()
+    finally:
+        v1.close()

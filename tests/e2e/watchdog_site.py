@@ -33,8 +33,11 @@ ESCAPE_RC = (
 class Site:
     """One watchdog, one sshd (ForceCommand for most, the launcher for `launcher_user`s)."""
 
-    def __init__(self, e2e: E2E, name: str, *, exempt: tuple[str, ...] = ()) -> None:
+    def __init__(self, e2e: E2E, name: str, *, exempt: tuple[str, ...] = (),
+                 cgroups: bool = True) -> None:
+        """`cgroups` False: the watchdog finds connections by audit session id (v1 hosts)."""
         self.e2e = e2e
+        self.cgroups = cgroups
         self.log = Receiver()
         self.dir = infra.private_dir(name)
         self.socket = self.dir / "watchdog.sock"
@@ -75,7 +78,8 @@ class Site:
         log = open(self.dir / "watchdog.log", "ab")  # noqa: SIM115
         self.process = subprocess.Popen(
             [self.e2e.python, "-I", "-m", "idlewrap", "watchdog", "--config", str(self.policy),
-             "--cgroup-name", self.cgroup_name], stdout=log, stderr=log)
+             "--cgroup-name", self.cgroup_name, *(() if self.cgroups else ("--no-cgroups",))],
+            stdout=log, stderr=log)
         infra.wait_for(self._accepting, 10)
 
     def stop_watchdog(self) -> None:
