@@ -15,15 +15,19 @@ ESC (which cancel or restart a sequence) may stand between its bytes. A sequence
 across reads is caught by remembering how much of it the last chunk ended with; only
 its final `G`, always in the current chunk, is changed.
 
-Cost: one `in` test for ESC and one for ENQ per chunk; a regex only on chunks that hold
-an ESC or an ENQ (the mode tracker already parses those).
+Cost: one `in` test for ESC and one for ENQ per chunk. A chunk with an ESC (any colour
+or cursor motion) is translated once, SP and C0 controls to one byte, and searched for
+ESC followed by that byte: only then does the regex run (docs/performance.md).
 """
 
 from __future__ import annotations
 
 import re
 
-_C0 = rb"[\x00-\x17\x19\x1c-\x1f]"  # executed inside a sequence: not CAN, SUB or ESC
+_EXECUTED = bytes([*range(0x18), 0x19, *range(0x1C, 0x20)])  # C0 but CAN, SUB, ESC
+_C0 = rb"[\x00-\x17\x19\x1c-\x1f]"  # the same, as a regex class
+# SP and the executed C0 controls as one byte: what may follow the ESC of S8C1T
+_AS_ONE = bytes.maketrans(_EXECUTED + b" ", b"\x01" * (len(_EXECUTED) + 1))
 _S8C1T = re.compile(rb"\x1b" + _C0 + rb"*\x20" + _C0 + rb"*G")
 _OPEN = re.compile(rb"\x1b" + _C0 + rb"*(\x20" + _C0 + rb"*)?")  # a start of S8C1T
 _ENQ = b"\x05"
@@ -48,7 +52,9 @@ class OutputFilter:
         if _ENQ in data:
             data = data.replace(_ENQ, b"")
         prefix = _PREFIXES[self._open]
-        buf = _S8C1T.sub(_to_s7c1t, prefix + data)
+        buf = prefix + data if prefix else data
+        if b"\x1b\x01" in buf.translate(_AS_ONE):  # how S8C1T starts
+            buf = _S8C1T.sub(_to_s7c1t, buf)
         last = buf.rfind(b"\x1b")
         tail = _OPEN.fullmatch(buf, last) if last >= 0 else None
         self._open = 0 if tail is None else 1 if tail[1] is None else 2
