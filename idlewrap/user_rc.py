@@ -12,7 +12,9 @@ output on the session's terminal), but:
 - after the watchdog took the terminal away (it is root's, 0600): $SSH_TTY cannot be
   opened either, which leaves the two descriptors it was given;
 - for RC_LIMIT seconds at most, then every process it started is ended (this process
-  is their subreaper, as the wrapper is), as they are when it exits before that.
+  is their subreaper, as the wrapper is), as they are when it exits before that; a
+  dead man's switch kills this process if it is stopped (`kill -STOP $PPID` from the
+  rc file), and the watchdog then ends the connection.
 What ~/.ssh/rc is for (xauth, a symlink to the agent's socket) takes milliseconds.
 """
 
@@ -25,7 +27,8 @@ import sys
 
 from idlewrap import teardown
 from idlewrap.environment import exec_environment
-from idlewrap.hardening import EXIT_TRACED, protect_process, tracer
+from idlewrap.hardening import EXIT_TRACED, DeadMansSwitch, protect_process, tracer
+from idlewrap.idle import DEADMAN_GRACE
 from idlewrap.policy import load_policy_failsafe
 from idlewrap.spawn import spawn_without_terminal
 from idlewrap.watchdog import protocol
@@ -49,8 +52,10 @@ def run_user_rc(config: str, path: str) -> int:
     if watchdog is not None:
         tty = next((os.ttyname(fd) for fd in (1, 2) if os.isatty(fd)), None)
         watchdog.send(protocol.REGISTER, kind="rc", tty=tty)
-        watchdog.send(protocol.DEADLINE, **{"in": RC_LIMIT + 1})  # with time for the teardown
         watchdog.answered(REGISTER_WAIT)
+        watchdog.send(protocol.DEADLINE, **{"in": RC_LIMIT})  # then `ending`, for the teardown
+    deadman = DeadMansSwitch()  # a stopped runner (kill -STOP $PPID) would hold rc forever
+    deadman.arm(RC_LIMIT + DEADMAN_GRACE)
     pid = spawn_without_terminal(SHELL, [SHELL, path], env)
     status = _wait(pid, RC_LIMIT)
     if status is None:
@@ -58,6 +63,7 @@ def run_user_rc(config: str, path: str) -> int:
     if watchdog is not None:
         watchdog.send(protocol.ENDING)
     failed = teardown.end_all(_reap)
+    deadman.disarm()
     if watchdog is not None and failed is None:
         watchdog.send(protocol.END)
     if status is None:

@@ -18,7 +18,7 @@ from idlewrap import teardown
 from idlewrap.deadline import Alarm, IdleDeadline
 from idlewrap.durations import format_duration
 from idlewrap.hardening import DeadMansSwitch, protect_process
-from idlewrap.idle import Events, IdleGuard, WarningStyle
+from idlewrap.idle import DEADMAN_GRACE, Events, IdleGuard, WarningStyle
 from idlewrap.relay import Outcome, Relay, Result
 from idlewrap.session import Plan
 from idlewrap.settings import Settings
@@ -73,7 +73,8 @@ def run_relayed(todo: Plan, settings: Settings, events: Events, *, term: str | N
         deadman = DeadMansSwitch()
         guard = None if settings.exempt else IdleGuard(
             IdleDeadline(settings.idle_timeout, settings.warn_before, clock.now()),
-            deadman=deadman if watchdog is None else ReportingDeadMan(deadman, watchdog),
+            deadman=deadman if watchdog is None else ReportingDeadMan(
+                deadman, watchdog, late=DEADMAN_GRACE),
             events=events,
             style=WarningStyle(settings.warning, settings.bell, term),
             screen=relay if pty else None,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from idlewrap.idle import DEADMAN_GRACE
 from idlewrap.watchdog import protocol
 from idlewrap.watchdog.link import ReportingDeadMan, WatchdogLink, request
 
@@ -81,8 +82,8 @@ def test_the_dead_mans_switch_reports_to_the_watchdog(
     assert link is not None
     peer, _ = server.accept()
     switch = FakeSwitch()
-    deadman = ReportingDeadMan(switch, link)
-    deadman.arm(12.34567)
+    deadman = ReportingDeadMan(switch, link, late=DEADMAN_GRACE)
+    deadman.arm(DEADMAN_GRACE + 12.34567)
     deadman.disarm()
     link.send(protocol.END)
     link.close()
@@ -90,7 +91,7 @@ def test_the_dead_mans_switch_reports_to_the_watchdog(
     while chunk := peer.recv(4096):
         received += chunk
     peer.close()
-    assert switch.calls == [12.34567, "disarm"]
+    assert switch.calls == [DEADMAN_GRACE + 12.34567, "disarm"]
     assert received == b"deadline in=12.346\nending\nend\n"
 
 

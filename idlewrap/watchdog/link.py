@@ -66,21 +66,25 @@ class WatchdogLink:
 
 
 class ReportingDeadMan:
-    """A dead man's switch that also tells the watchdog when it would fire.
+    """A dead man's switch that also tells the watchdog the deadline it is armed for.
 
-    The guard re-arms lazily (once per warning interval while the user types), so the
-    watchdog hears from a working wrapper about as often; `disarm` means the session
-    is ending and the watchdog expects `end` within its grace.
+    The guard arms the switch `late` seconds after the idle deadline (idle.DEADMAN_GRACE);
+    the watchdog is told the deadline itself and acts `wrapper_grace` after it. The guard re-arms
+    lazily (once per warning interval while the user types, always before the deadline
+    it last reported), so the watchdog hears from a working wrapper about as often;
+    `disarm` means the session is ending and the watchdog expects `end` within its grace.
     """
 
-    def __init__(self, switch: DeadMan, link: WatchdogLink) -> None:
+    def __init__(self, switch: DeadMan, link: WatchdogLink, *, late: float) -> None:
         self._switch = switch
         self._link = link
+        self._late = late
 
     def arm(self, seconds: float) -> None:
         """Arm the switch and report it."""
         self._switch.arm(seconds)
-        self._link.send(protocol.DEADLINE, **{"in": round(seconds, 3)})
+        deadline = max(seconds - self._late, 0.0)
+        self._link.send(protocol.DEADLINE, **{"in": round(deadline, 3)})
 
     def disarm(self) -> None:
         """Disarm the switch and report that the session is ending."""

@@ -78,6 +78,19 @@ def test_1_user_rc_with_the_terminal_it_was_given_is_stopped(site: Site) -> None
     assert_nothing_left(user.name)
 
 
+def test_1_a_stopped_rc_runner_ends_the_connection(site: Site) -> None:
+    """`kill -STOP $PPID` stops the runner and with it the 2 s limit: the watchdog acts."""
+    user = site.user("iww_sh_rc3", launcher=True)
+    user.write(".ssh/rc", "kill -STOP $PPID; exec bash --norc -i <&1 >&1 2>&1\n")
+    child = site.server.interactive(user.name)
+    child.expect_exact("bash-5.2$ ")
+    last = send_last_key(child, "echo in-rc-$((3+4))", "in-rc-7")  # no deadline, for now
+    assert_closed_in_window(child, last)
+    assert_nothing_left(user.name)
+    kill = site.wait_event(user.name, "watchdog_kill")
+    assert kill["reason"] == "deadline_missed", show(site.log.events(user.name))
+
+
 # -- 2. terminal replies ------------------------------------------------------------------------
 
 QUERIES = (

@@ -19,6 +19,7 @@ from tests.e2e.conftest import E2E
 from tests.e2e.watchdog_site import (
     ESCAPE_RC,
     GRACE,
+    IDLE,
     Site,
     assert_closed_in_window,
     assert_nothing_left,
@@ -163,6 +164,19 @@ def test_the_watchdog_refuses_a_wrapper_sshd_did_not_start(site: Site) -> None:
     assert_nothing_left(user.name)
     kill = site.wait_event(user.name, "watchdog_kill")
     assert kill["reason"] == "no_wrapper"
+
+
+def test_a_stopped_wrapper_is_ended_its_grace_after_the_deadline(site: Site) -> None:
+    """Its dead man's switch would fire 5 s after the deadline; the watchdog's grace is 2 s."""
+    user = site.user("iww_stop").name
+    child = site.login(user)
+    started = time.monotonic()
+    child.send("setsid sleep 1901 & kill -STOP $PPID\r")
+    child.expect(pexpect.EOF, timeout=IDLE + GRACE + 5)
+    assert time.monotonic() - started <= IDLE + GRACE + 1.0
+    assert_nothing_left(user)
+    kill = site.wait_event(user, "watchdog_kill")
+    assert kill["reason"] == "deadline_missed"
 
 
 def test_processes_of_the_connection_are_listed_in_the_kill(site: Site) -> None:
