@@ -258,6 +258,9 @@ def test_5_killing_the_wrapper_leaves_no_job_behind(site: Site) -> None:
     assert_nothing_left(user)
     kill = site.wait_event(user, "watchdog_kill")
     assert kill["reason"] == "wrapper_died", show(site.log.events(user))
+    ended = kill["processes"].split(",")
+    assert {"sleep", "sh"} <= {p.split("/", 1)[1] for p in ended}, ended
+    assert kill["conn"] and kill.pri == 84
 
 
 # -- 7. no wrapper at all ----------------------------------------------------------------------

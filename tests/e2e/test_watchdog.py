@@ -179,20 +179,6 @@ def test_a_stopped_wrapper_is_ended_its_grace_after_the_deadline(site: Site) -> 
     assert kill["reason"] == "deadline_missed"
 
 
-def test_processes_of_the_connection_are_listed_in_the_kill(site: Site) -> None:
-    user = site.user("iww_list").name
-    child = site.login(user)
-    child.send("setsid sleep 1101 & echo started\r")
-    child.expect("started\r\n")
-    child.send("kill -9 $PPID\r")
-    child.expect(pexpect.EOF, timeout=5)
-    kill = site.wait_event(user, "watchdog_kill")
-    assert kill["reason"] == "wrapper_died"
-    assert "/sleep" in kill["processes"], kill.fields
-    assert kill["conn"] and kill["user"] == user and kill.pri == 84
-    assert_nothing_left(user)
-
-
 def test_without_cgroups_the_audit_session_id_finds_the_jobs(e2e: E2E) -> None:
     """A host without cgroup v2: pam_loginuid's session id marks the connection."""
     v1 = Site(e2e, "wd-v1", cgroups=False)
