@@ -30,8 +30,12 @@ def main(argv: list[str]) -> int:
     if os.geteuid() != 0:
         print("idlewrap watchdog: must run as root", file=sys.stderr)
         return 1
+    import resource
+
     from idlewrap.watchdog.daemon import Watchdog
 
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # a socket and a pidfd per session
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     try:
         cgroups = Cgroups(options.cgroup_name, use_cgroups=not options.no_cgroups)
         daemon = Watchdog(os.path.abspath(options.config), cgroups)

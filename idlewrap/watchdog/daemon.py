@@ -30,6 +30,7 @@ import socket
 import stat
 import struct
 import sys
+from collections import Counter
 from collections.abc import Callable
 from ipaddress import ip_address
 
@@ -44,6 +45,10 @@ from idlewrap.watchdog import peer, procfs, protocol
 from idlewrap.watchdog.cgroups import Cgroups, Group
 
 _TTY = re.compile(r"/dev/pts/[0-9]+")
+# A user may hold this many connections to the socket at once (a wrapper holds one for
+# its session): more are closed at once, so nobody can use up the daemon's descriptors.
+MAX_CLIENTS_PER_USER = 256
+MAX_REFUSALS_LOGGED = 10  # per connection: a loop of fake registrations must not flood the log
 
 
 class Wrapper:
@@ -82,6 +87,7 @@ class Connection:
         self.ended = False  # sshd's privileged process exited
         self.killed = False
         self.watch: int | None = None  # inotify watch on the cgroup, once ended or killed
+        self.refusals = 0
 
     def fields(self) -> dict[str, object]:
         """What every event about the connection carries."""
@@ -129,6 +135,7 @@ class Watchdog:
         self.by_priv: dict[int, Connection] = {}
         self.by_watch: dict[int, Connection | Group] = {}
         self.handlers: dict[int, Callable[[], None]] = {}
+        self.clients: Counter[int] = Counter()  # open connections to the socket, by uid
         self.epoll = select.epoll()
         self.inotify = inotify_init()
         self.alarm = Alarm()
@@ -201,6 +208,10 @@ class Watchdog:
             return
         sock.setblocking(False)
         client = Client(sock)
+        if client.uid != 0 and self.clients[client.uid] >= MAX_CLIENTS_PER_USER:
+            sock.close()
+            return
+        self.clients[client.uid] += 1
         self._watch(sock.fileno(), lambda: self._on_client(client))
 
     def _on_client(self, client: Client) -> None:
@@ -260,6 +271,7 @@ class Watchdog:
     def _hang_up(self, client: Client) -> None:
         self._unwatch(client.sock.fileno())
         client.sock.close()
+        self.clients[client.uid] -= 1
         wrapper, conn = client.wrapper, client.conn
         if wrapper is None or conn is None or wrapper.handed_over:
             return
@@ -343,7 +355,11 @@ class Watchdog:
             why = "exited while being checked"
         if why is not None:
             os.close(pidfd)
-            self.log.emit("wrapper_refused", **conn.fields(), pid=client.pid, reason=why)
+            conn.refusals += 1
+            if conn.refusals <= MAX_REFUSALS_LOGGED:
+                last = conn.refusals == MAX_REFUSALS_LOGGED
+                self.log.emit("wrapper_refused", **conn.fields(), pid=client.pid,
+                              reason=why + (" (further ones are not logged)" if last else ""))
             self._answer(client, protocol.REFUSED, {"reason": "not_a_wrapper"})
             return False
         wrapper = Wrapper(client.pid, kind, pidfd)
