@@ -139,13 +139,10 @@ class Watchdog:
         self.epoll = select.epoll()
         self.inotify = inotify_init()
         self.alarm = Alarm()
-        self.listener = _listen(self.policy.watchdog.socket)
+        # where wrappers and the PAM hook connect: read once (a changed policy takes a restart)
+        self.socket_path = self.policy.watchdog.socket
+        self.listener = _listen(self.socket_path)
         self.stopping = False
-
-    @property
-    def socket_path(self) -> str:
-        """Where wrappers and the PAM hook connect."""
-        return self.policy.watchdog.socket
 
     def serve(self) -> None:
         """Run until an ending signal; then close the socket (connections stay as they are)."""
