@@ -11,7 +11,10 @@ What is due:
   one of its sshd processes) that is not sshd itself must be a registered wrapper,
   within `wrapper_grace` of its start (or of the last wrapper registering or ending,
   which covers sshd exec'ing the launcher after ~/.ssh/rc ran). Otherwise the session
-  runs with no deadline: `no_wrapper`. Exempt accounts are not checked.
+  runs with no deadline: `no_wrapper`. Exempt accounts are not checked. It runs
+  `wrapper_grace` after the connection opened, and whenever one of its wrappers
+  registers, reports its deadline or ends: nothing tells the watchdog when a client
+  opens another session on a connection (multiplexing), so that is when it is seen.
 - a wrapper's deadline: its dead man's switch plus the grace (`deadline_missed`).
 A wrapper whose socket closes without `end` (and that did not hand over to a command
 with `exec`) died or could not finish its teardown: `wrapper_died`. Each of the three
@@ -250,6 +253,7 @@ class Watchdog:
                 wrapper.due = now + max(float(fields["in"]), 0.0) + conn.grace
             except (KeyError, ValueError):
                 return False
+            self._check(conn, now)  # a later session of a multiplexed connection shows here
         elif verb == protocol.ENDING:
             wrapper.due = now + conn.grace
         elif verb == protocol.EXEC:

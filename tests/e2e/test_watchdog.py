@@ -117,6 +117,24 @@ def test_an_exempt_account_without_a_wrapper_is_left_alone(site: Site) -> None:
     assert "watchdog_kill" not in names(site, user.name)
 
 
+def test_a_later_escaped_session_on_a_multiplexed_connection_is_found(
+        site: Site, tmp_path: Path) -> None:
+    """Found when the first session's wrapper reports or ends: no signal marks a new session."""
+    user = site.user("iww_mux")
+    user.write(".bashrc", 'if [ -e ~/escape ] && [ -z "$IW_ESCAPED" ]; then '
+               "export IW_ESCAPED=1; exec bash -i; fi\nPS1='iw-prompt$ '\n")
+    control = f"ControlPath={tmp_path}/ctl"
+    first = site.login(user.name, "-o", "ControlMaster=yes", "-o", control)
+    send_last_key(first, "touch ~/escape; echo wrapped-$((1+1))", "wrapped-2")
+    second = site.login(user.name, "-o", control)
+    last = send_last_key(second, "echo escaped=$IW_ESCAPED", "escaped=1")
+    assert_closed_in_window(second, last)
+    first.expect(pexpect.EOF, timeout=5)
+    assert_nothing_left(user.name)
+    kill = site.wait_event(user.name, "watchdog_kill")
+    assert kill["reason"] == "no_wrapper"
+
+
 def test_without_a_watchdog_logins_work_and_say_so(site: Site) -> None:
     user = site.user("iww_nowd").name
     site.stop_watchdog()
