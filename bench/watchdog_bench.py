@@ -74,10 +74,22 @@ def main(argv: list[str]) -> int:
         server.stop()
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(10)
+        _remove_cgroups(Path(v2_mount() or "/") / cgroup)
         log.close()
         users.cleanup()
         infra.cleanup_run_dir()
     return 0
+
+
+def _remove_cgroups(base: Path) -> None:
+    """The connections' cgroups (empty once their sessions are gone) and their parent."""
+    if not base.is_dir():
+        return
+    for group in base.iterdir():
+        if group.is_dir():
+            infra.wait_for(lambda g=group: not (g / "cgroup.procs").read_text(), 5)
+            group.rmdir()
+    base.rmdir()
 
 
 def _login(server: infra.SshServer, user: str, count: int,
