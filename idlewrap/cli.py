@@ -7,6 +7,7 @@
     idlewrap install-shell PATH [--config PATH]
     idlewrap audit [--config PATH] [--sshd-config PATH] [--pam-file PATH] [--user NAME]... [--json]
     idlewrap lock                                   (inside a session: lock it now)
+    idlewrap watchdog [--config PATH] [--cgroup-name NAME]
 
 Only the command line an admin wrote decides what the wrapper does: no
 environment variable is consulted except those sshd sets for the session.
@@ -24,7 +25,7 @@ from idlewrap.settings import DEFAULT_CONFIG
 
 # Each is the module idlewrap/commands/NAME.py ("-" as "_") with main(argv) -> int,
 # imported only when run: the wrapper's start-up loads none of them.
-COMMANDS = ("demo", "check", "policy", "install-shell", "audit", "lock")
+COMMANDS = ("demo", "check", "policy", "install-shell", "audit", "lock", "watchdog")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +53,13 @@ def login_shell(args: list[str], config: str = DEFAULT_CONFIG) -> int:
     if args in ([], ["-l"], ["--login"], ["-i"]):
         return _wrap(config, None)
     if len(args) >= 2 and args[0] == "-c":
+        import pwd
+
+        home = pwd.getpwuid(os.getuid()).pw_dir
+        if args[1] == f"/bin/sh {home}/.ssh/rc":  # how sshd runs ~/.ssh/rc before a session
+            from idlewrap.user_rc import run_user_rc
+
+            return _finish(run_user_rc(config, f"{home}/.ssh/rc"))
         return _wrap(config, args[1])
     print(f"idlewrap: unsupported shell arguments {' '.join(args)!r} "
           "(a login shell takes none, or -c COMMAND)", file=sys.stderr)

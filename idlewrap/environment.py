@@ -10,6 +10,18 @@ from __future__ import annotations
 
 import os
 
+_at_start: bytes | None = None  # the block, read before the process turned non-dumpable
+
+
+def keep_start_environment() -> None:
+    """Read the block now: once the process is not dumpable, /proc/self/environ is root's."""
+    global _at_start
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            _at_start = f.read()
+    except OSError:
+        _at_start = None
+
 
 def exec_environment(raw: bytes | None = None) -> dict[str, str]:
     """The environment this process was started with; of duplicate names, the last wins.
@@ -18,8 +30,11 @@ def exec_environment(raw: bytes | None = None) -> dict[str, str]:
     items (PAM_USER, PAM_TYPE, ...) after it: with ``user_readenv=1`` a user's
     ``~/.pam_environment`` can put its own PAM_USER in front. ``raw`` is the
     NUL-separated block; by default ``/proc/self/environ``, read while the process is
-    still dumpable (after PR_SET_DUMPABLE 0 it belongs to root), else ``os.environ``.
+    still dumpable (after PR_SET_DUMPABLE 0 it belongs to root; `keep_start_environment`
+    reads it ahead of that), else ``os.environ``.
     """
+    if raw is None:
+        raw = _at_start
     if raw is None:
         try:
             with open("/proc/self/environ", "rb") as f:

@@ -28,8 +28,11 @@ IDENT = "idlewrap"
 FACILITY_AUTHPRIV = 10
 INFO, NOTICE, WARNING = 6, 5, 4
 # Events an admin may want to alert on stand out from the routine ones.
-SEVERITY: Mapping[str, int] = {"timeout": NOTICE, "exempt": NOTICE, "unlock_failed": NOTICE,
-                               "config_error": WARNING}
+SEVERITY: Mapping[str, int] = {
+    "timeout": NOTICE, "exempt": NOTICE, "unlock_failed": NOTICE, "config_error": WARNING,
+    "teardown_failed": WARNING, "watchdog_kill": WARNING, "wrapper_refused": WARNING,
+    "watchdog_error": WARNING,
+}
 # Events waiting for a slow receiver; beyond this the oldest are dropped.
 MAX_PENDING = 32
 # Characters kept of one value: a huge user-controlled value must not make the datagram

@@ -1,6 +1,12 @@
 """What keeps the user (who owns the wrapper process) from switching it off.
 
-- Not dumpable: no ptrace, no /proc/PID/mem or environ for the same uid.
+- Not dumpable: no ptrace, no /proc/PID/mem or environ for the same uid. The entry
+  points (`python -I -m idlewrap`, the login-shell launcher) turn it on first thing
+  (`forbid_ptrace`), but between execve and that line the interpreter starts up (about
+  15 ms) and, without Yama (`kernel.yama.ptrace_scope` 0 or absent), any process of the
+  user may attach in that window and keep control. So the wrapper then checks that
+  nobody traces it (`tracer`) and refuses to run a session if someone does; the
+  watchdog refuses to register a traced wrapper too. docs/security.md has the residue.
 - Child subreaper: orphaned descendants stay below the wrapper, so teardown finds them.
   A command session execs the program instead, which must not inherit the flag
   (`drop_subreaper`): it would collect every orphan below it as a zombie it never waits for.
@@ -21,8 +27,10 @@ import os
 import signal
 import time
 
+from idlewrap.environment import keep_start_environment
 from idlewrap.libc import errno, libc, one_shot
 
+EXIT_TRACED = 77  # EX_NOPERM (sysexits.h): another process controls this one
 _PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
 _SIGEV_SIGNAL = 0
@@ -35,6 +43,27 @@ class HardeningError(Exception):
 def _prctl(option: int, value: int) -> None:
     if libc.prctl(option, value, 0, 0, 0) != 0:
         raise HardeningError(f"prctl({option}) failed: {os.strerror(errno())}")
+
+
+def forbid_ptrace() -> None:
+    """Become non-dumpable now: the first thing the entry points do.
+
+    /proc/self/environ turns root's with it, so the block sshd passed is read first.
+    """
+    keep_start_environment()
+    _prctl(_PR_SET_DUMPABLE, 0)
+
+
+def tracer() -> int:
+    """The pid of the process that traces this one (TracerPid), 0 if none."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"TracerPid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def protect_process() -> None:
@@ -75,3 +104,7 @@ class DeadMansSwitch:
     def disarm(self) -> None:
         """Never fire (teardown has begun, or the session is exempt)."""
         libc.timer_settime(self._timer, 0, ctypes.byref(one_shot(None)), None)
+
+    def hold(self) -> None:
+        """No deadline for now (locked with no end: a stopped wrapper leaves it locked)."""
+        self.disarm()

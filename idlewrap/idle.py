@@ -51,10 +51,11 @@ class Events(Protocol):
 
 
 class DeadMan(Protocol):
-    """hardening.DeadMansSwitch."""
+    """hardening.DeadMansSwitch (watchdog.link.ReportingDeadMan with a watchdog)."""
 
     def arm(self, seconds: float) -> None: ...
-    def disarm(self) -> None: ...
+    def hold(self) -> None: ...  # no deadline for now: a lock with no end
+    def disarm(self) -> None: ...  # the session is ending
 
 
 class Screen(Protocol):
@@ -403,8 +404,12 @@ class IdleGuard:
         if problem is not None:
             self._events.emit("config_error", reason=problem)
             return f"{PAM_SERVICE_FILE} is missing (see docs/lock.md)"
-        terminate_at = (None if plan.terminate_after is None
-                        else self.deadline.last_input + plan.terminate_after)
+        limit: float | None = plan.terminate_after
+        if limit is None and not plan.at_deadline:
+            # The policy ends idle sessions: a lock the user asked for must not hold one
+            # open past its idle deadline (only `action = "lock"` may lock without an end).
+            limit = self.deadline.idle_timeout
+        terminate_at = None if limit is None else self.deadline.last_input + limit
         if terminate_at is not None and now >= terminate_at:
             return "terminate_after has passed"  # rules combined badly: the end, unlocked
         screen.flush_to_user(1.0)
@@ -421,7 +426,7 @@ class IdleGuard:
         self._terminate_at = terminate_at
         self._events.emit("lock", reason=reason, idle=round(self.deadline.idle_for(now)))
         if terminate_at is None:
-            self._deadman.disarm()  # a stopped wrapper leaves the session locked: safe
+            self._deadman.hold()  # a stopped wrapper leaves the session locked: safe
         else:
             self._deadman.arm(terminate_at - now + DEADMAN_GRACE)
         return None

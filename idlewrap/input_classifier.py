@@ -3,8 +3,11 @@
 The relay forwards every byte to the program whatever this says; the answer only
 decides whether the idle deadline moves. Keys, pastes and mouse clicks are a person.
 What a terminal sends on its own is not: focus events, replies to queries (DA, DECRPM,
-cursor position, XTWINOPS, OSC/DCS/APC strings, private-marker reports) and mouse
-motion with no button held. docs/warning.md ("What counts as a key") has the table.
+cursor position, XTWINOPS, DECREQTPARM, DECRQLP locator reports, the VT52 identify reply
+`ESC / Z`, OSC/DCS/APC strings, private-marker reports) and mouse motion with no button
+held. docs/warning.md ("What counts as a key") has the table. Two replies look exactly
+like typing (the ENQ answerback, e.g. `PuTTY`, and reports in 8-bit C1 controls after
+S8C1T): those are not told apart here, the program is kept from asking (output_filter.py).
 
 It is a streaming parser: a sequence may arrive split at any byte, and the answer for
 the whole stream does not depend on where it was split. Only 7-bit sequences are
@@ -22,6 +25,7 @@ _CSI_INTRO = 0x5B  # '['
 _OSC_INTRO = 0x5D  # ']'
 _BACKSLASH = 0x5C  # ESC \ is the string terminator
 _X10_MOUSE = 0x4D  # 'M'
+_VT52_ID = b"/Z"  # VT52 mode's reply to DECID (`ESC Z`): `ESC / Z`
 _STRING_INTROS = frozenset(b"]P_^X")  # OSC, DCS, APC, PM, SOS
 _INCOMPLETE = -1
 
@@ -144,6 +148,12 @@ class InputClassifier:
             return i + 2, False
         if intro == _ESC:
             return i + 1, True  # the Esc key; the second ESC starts its own sequence
+        if intro == _VT52_ID[0]:
+            if i + 2 == len(buf):
+                return _INCOMPLETE, False
+            if buf[i + 2] == _VT52_ID[1]:
+                return i + 3, False
+            return i + 2, True  # Alt+/; the next byte is parsed anew
         return i + 2, True  # Alt+key, or an SS3 key (F1-F4, keypad): its final byte is a key too
 
     def _skip_string(self, buf: bytes, pos: int) -> int:
@@ -207,6 +217,8 @@ def _csi_is_action(body: bytes, final: int) -> bool:
         sgr = _MOUSE_REPORT.fullmatch(params, 1)
         return not (sgr and final in b"Mm" and not intermediates and _is_hover(int(sgr[1])))
     if intermediates:
+        if intermediates == b"&" and final == ord("w"):  # DECRQLP: locator position report
+            return _NUMBERS.fullmatch(params) is None
         return not (intermediates == b"$" and final == ord("y") and _TWO_NUMBERS.fullmatch(params))
     if final in b"IO":
         return params != b""  # focus in / out
@@ -214,8 +226,8 @@ def _csi_is_action(body: bytes, final: int) -> bool:
         # cursor position report; Shift/Ctrl/Alt-F3 (`CSI 1;m R`) looks the same and
         # counts as a report, so polling the cursor never keeps a session alive
         return _TWO_NUMBERS.fullmatch(params) is None
-    if final in b"tn":
-        return _NUMBERS.fullmatch(params) is None  # XTWINOPS and DSR reports
+    if final in b"tnx":
+        return _NUMBERS.fullmatch(params) is None  # XTWINOPS, DSR and DECREQTPARM reports
     if final == _X10_MOUSE:  # urxvt mouse
         urxvt = _MOUSE_REPORT.fullmatch(params)
         return not (urxvt and _is_hover(int(urxvt[1]) - 32))

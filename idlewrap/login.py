@@ -14,12 +14,16 @@ from collections.abc import Mapping
 
 from idlewrap.environment import exec_environment
 from idlewrap.events import EventLog, connection_fields, new_session_id
-from idlewrap.hardening import protect_process
+from idlewrap.hardening import EXIT_TRACED, protect_process, tracer
 from idlewrap.identity import LoginContext, SessionKind, groups_of, parse_ssh_connection
 from idlewrap.policy import Problem, load_policy_failsafe, resolve
 from idlewrap.session import Plan, plan, real_shell
 from idlewrap.spawn import exec_replacing
+from idlewrap.watchdog import protocol
+from idlewrap.watchdog.link import WatchdogLink
 from idlewrap.wrapper import EXIT_NO_SHELL, run_relayed
+
+REGISTER_WAIT = 0.5  # a command waits this long at most for the watchdog to check its wrapper
 
 
 def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> int:
@@ -32,6 +36,7 @@ def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> in
     protect_process()
     account = pwd.getpwuid(os.getuid())
     tty = os.isatty(0)
+    tty_name = os.ttyname(0) if tty else None
     policy, problems = load_policy_failsafe(config)
     address, _ = parse_ssh_connection(env.get("SSH_CONNECTION"))
     # `ssh -t host CMD` is relayed under the deadline, but it is still a command session
@@ -47,7 +52,7 @@ def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> in
             "user": account.pw_name,
             "uid": account.pw_uid,
             **connection_fields(env),
-            "tty": os.ttyname(0) if tty else None,
+            "tty": tty_name,
             "session": new_session_id(),
             "pid": os.getpid(),
             "mode": todo.mode,
@@ -58,20 +63,48 @@ def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> in
         },
         stderr_fd=-1 if todo.mode == "command" else 2,
     )
+    if _traced(events):
+        return EXIT_TRACED
     _report_problems(problems, config, events)
     _report_loader_variables(env, events)
+    watchdog = _register(policy.watchdog.socket, events, tty=tty_name)
     events.emit("session_start", shell=shell)
     if settings.exempt:
         events.emit("exempt", reason=f"policy {resolved.sources.get('exempt', 'default')}")
     if todo.mode == "command":
+        if watchdog is not None:
+            watchdog.send(protocol.EXEC)  # the socket closes at exec: no wrapper died
+            watchdog.answered(REGISTER_WAIT)
         events.close()
         return _exec(todo)
     settings = settings._replace(message=settings.message.replace("{user}", account.pw_name))
     try:
         return run_relayed(todo, settings, events, term=env.get("TERM"),
-                           rhost=None if address is None else str(address))
+                           rhost=None if address is None else str(address), watchdog=watchdog)
     finally:
         events.close()
+
+
+def _traced(events: EventLog) -> bool:
+    """Someone attached before the process turned non-dumpable: run no session under them."""
+    pid = tracer()
+    if not pid:
+        return False
+    events.emit("config_error", reason="traced", tracer=pid)
+    events.close()
+    print(f"idlewrap: process {pid} traces the wrapper: no session", file=sys.stderr)
+    return True
+
+
+def _register(socket_path: str, events: EventLog, *, tty: str | None) -> WatchdogLink | None:
+    """Tell the watchdog this session's wrapper runs (it takes the terminal away from the
+    user's other processes); say so in the log when there is no watchdog to tell."""
+    watchdog = WatchdogLink.connect(socket_path)
+    if watchdog is None:
+        events.emit("config_error", reason="no_watchdog", socket=socket_path)
+        return None
+    watchdog.send(protocol.REGISTER, kind="session", tty=tty)
+    return watchdog
 
 
 def _exec(todo: Plan) -> int:

@@ -28,6 +28,7 @@ from idlewrap.settings import (
     Log,
     Settings,
     Table,
+    Watchdog,
     toml_type,
 )
 from idlewrap.toml_lines import key_lines
@@ -132,6 +133,7 @@ class Policy(NamedTuple):
     top: Overrides
     rules: tuple[Rule, ...]
     log: Log = Log()
+    watchdog: Watchdog = Watchdog()
     warnings: tuple[Problem, ...] = ()
 
     @property

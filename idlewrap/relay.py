@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from idlewrap import deadline as clock
 from idlewrap.modes import ModeTracker
+from idlewrap.output_filter import OutputFilter
 from idlewrap.signals import ENDING, LOCK
 from idlewrap.terminal import get_size, set_size, write_all
 
@@ -86,6 +87,7 @@ class Relay:
         self.signals = signals
         self.alarm = alarm
         self.modes = ModeTracker()
+        self.output_filter = OutputFilter()  # no ENQ, no S8C1T: their replies look typed
         self.guard: IdleGuard | None = None
         self.to_child = b""
         self.to_user = b""
@@ -215,8 +217,10 @@ class Relay:
     def _on_child_output(self) -> None:
         # Reading on while the pty has more and the terminal keeps up costs one poll per
         # burst instead of one per chunk, and input is still read between bursts.
-        # The per-chunk path is kept to a read, the mode tracker's ESC test and a write.
-        fd, out, feed = self.child.fd, self.user_out, self.modes.feed
+        # The per-chunk path is kept to a read, the filter's and the mode tracker's tests
+        # for ESC (and ENQ), and a write.
+        fd, out = self.child.fd, self.user_out
+        filt, feed = self.output_filter.feed, self.modes.feed
         guard = self.guard
         watch = self.exited_at is not None or (guard is not None and guard.awaits_output)
         for _ in range(OUTPUT_BURST):
@@ -233,6 +237,7 @@ class Relay:
                 return
             if watch:
                 self._noticed_output()
+            data = filt(data)
             feed(data)
             try:
                 written = os.write(out, data)
@@ -391,6 +396,7 @@ class Relay:
             if not data:
                 return
             budget -= len(data)
+            data = self.output_filter.feed(data)
             self.modes.feed(data)
             self.to_user += data
             self.flush_to_user(end - clock.now())

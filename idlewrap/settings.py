@@ -184,6 +184,17 @@ class Log(NamedTuple):
     syslog_socket: Annotated[str, PATH, "the syslog socket events are written to"] = "/dev/log"
 
 
+class Watchdog(NamedTuple):
+    """The ``[watchdog]`` table: the root daemon that outlasts the user's wrapper."""
+
+    wrapper_grace: Annotated[int, DURATION, "end a connection whose session has had no "
+                             "registered wrapper this long, or whose wrapper outlived its "
+                             "deadline by this much"] = 10
+    required: Annotated[bool, BOOLEAN, "refuse logins while the watchdog is not running"] = False
+    socket: Annotated[str, PATH, "the watchdog's socket (wrappers and the PAM hook connect "
+                      "to it)"] = "/run/idlewrap/watchdog.sock"
+
+
 class Key(NamedTuple):
     """One row of the table."""
 
@@ -212,6 +223,8 @@ def keys_of(record: Any) -> dict[str, Key]:
 
 SETTING_KEYS = keys_of(Settings)  # the top level and every [[match]] rule
 SETTING_NAMES = Settings._fields
-TABLES = {"log": Table(Log, keys_of(Log))}  # each is also a field of policy.Policy
+# each is also a field of policy.Policy
+TABLES = {"log": Table(Log, keys_of(Log)), "watchdog": Table(Watchdog, keys_of(Watchdog))}
 DEFAULTS = Settings()
 DEFAULT_SYSLOG_SOCKET = Log().syslog_socket
+DEFAULT_WATCHDOG_SOCKET = Watchdog().socket

@@ -71,6 +71,11 @@ def spawn_on_pipe(path: str, argv: list[str], env: dict[str, str]) -> Child:
     return Child(pid=pid, fd=write_end, pty=False)
 
 
+def spawn_without_terminal(path: str, argv: list[str], env: dict[str, str]) -> int:
+    """Run `path` in a new session with no controlling terminal, keeping our fds 0-2; its pid."""
+    return _spawn_session(path, argv, env, [])
+
+
 def _spawn_session(
     path: str, argv: list[str], env: dict[str, str], file_actions: list[tuple[int | str, ...]]
 ) -> int:

@@ -19,7 +19,7 @@ from idlewrap import teardown
 from idlewrap.deadline import Alarm, IdleDeadline
 from idlewrap.durations import format_duration
 from idlewrap.hardening import DeadMansSwitch, protect_process
-from idlewrap.idle import Events, IdleGuard, LockPlan, PasswordCheck, WarningStyle
+from idlewrap.idle import DEADMAN_GRACE, Events, IdleGuard, LockPlan, PasswordCheck, WarningStyle
 from idlewrap.libc import name_process
 from idlewrap.relay import Outcome, Relay, Result
 from idlewrap.session import Plan
@@ -27,6 +27,8 @@ from idlewrap.settings import Settings
 from idlewrap.signals import SignalWakeup
 from idlewrap.spawn import Child, spawn_in_pty, spawn_on_pipe
 from idlewrap.terminal import get_size, nonblocking, raw_mode, write_all
+from idlewrap.watchdog import protocol
+from idlewrap.watchdog.link import ReportingDeadMan, WatchdogLink
 
 EXIT_TIMEOUT = 124  # as timeout(1): the session was ended for being idle
 EXIT_INTERNAL = 70  # EX_SOFTWARE (sysexits.h): the wrapper failed and ended the session
@@ -57,11 +59,13 @@ def run_demo(
 
 
 def run_relayed(todo: Plan, settings: Settings, events: Events, *, term: str | None,
-                rhost: str | None = None, check: PasswordCheck | None = None) -> int:
+                rhost: str | None = None, check: PasswordCheck | None = None,
+                watchdog: WatchdogLink | None = None) -> int:
     """Start the program under the deadline, relay until the end, tear down, report.
 
     `rhost` is the client's address (for the lock's PAM check); `check` replaces
-    that check (tests: the real one is PAM, as the wrapper's own user).
+    that check (tests: the real one is PAM, as the wrapper's own user). `watchdog`
+    (registered) hears of each deadline and, once no process is left, of the clean end.
     """
     pty = todo.mode == "interactive"
     name_process(WRAPPER_NAME)  # how `idlewrap lock` tells its session's wrapper
@@ -72,9 +76,11 @@ def run_relayed(todo: Plan, settings: Settings, events: Events, *, term: str | N
             print(f"idlewrap: cannot run {todo.path}: {e.strerror}", file=sys.stderr)
             return EXIT_NO_SHELL
         relay = Relay(child, user_in=0, user_out=1, signals=signals, alarm=alarm)
+        deadman = DeadMansSwitch()
         guard = None if settings.exempt else IdleGuard(
             IdleDeadline(settings.idle_timeout, settings.warn_before, clock.now()),
-            deadman=DeadMansSwitch(),
+            deadman=deadman if watchdog is None else ReportingDeadMan(
+                deadman, watchdog, late=DEADMAN_GRACE),
             events=events,
             style=WarningStyle(settings.warning, settings.bell, term),
             screen=relay if pty else None,
@@ -89,7 +95,11 @@ def run_relayed(todo: Plan, settings: Settings, events: Events, *, term: str | N
             status = _report_end(result, events)  # logged at the deadline, not after cleanup
             signals.ignore_ending()  # the goodbye and the teardown run to their end
             _say_goodbye(result, relay, settings, child)
-        _end_session(child, relay)
+        failed = _end_session(child, relay)
+    if failed is not None:
+        events.emit("teardown_failed", reason=failed)  # the watchdog ends what is left
+    elif watchdog is not None:
+        watchdog.send(protocol.END)
     return status
 
 
@@ -133,11 +143,11 @@ def _timeout_message(reason: str, settings: Settings) -> str:
     return settings.message.replace("{idle}", format_duration(limit or settings.idle_timeout))
 
 
-def _end_session(child: Child, relay: Relay) -> None:
-    """No process of the session outlives it (the wrapper is their subreaper)."""
+def _end_session(child: Child, relay: Relay) -> str | None:
+    """No process of the session outlives it (the wrapper is their subreaper); else why."""
     with contextlib.suppress(OSError):
         os.close(child.fd)  # a pty master's close hangs up the session at once
-    teardown.end_all(relay.reap)
+    return teardown.end_all(relay.reap)
 
 
 def _report_end(result: Result, events: Events) -> int:

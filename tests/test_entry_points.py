@@ -67,8 +67,9 @@ def test_old_launcher_runs_a_command_under_its_policy(
     done = run(launcher, "-c", "echo via-old-launcher")
     assert (done.returncode, done.stdout, done.stderr) == (0, "via-old-launcher\n", "")
     events = [parse_datagram(d)[2] for d in drain(sock)]
-    assert [(e["event"], e["mode"], e["user"]) for e in events] == [
-        ("session_start", "command", "root")]
+    assert [(e["event"], e.get("reason"), e["mode"], e["user"]) for e in events] == [
+        ("config_error", "no_watchdog", "command", "root"),  # none runs for this test
+        ("session_start", None, "command", "root")]
 
 
 def test_module_help() -> None:

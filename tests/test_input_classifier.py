@@ -68,6 +68,8 @@ KEYS = {
     "malformed sequence": b"\x1b[1\rx",
     "alt-[ then a report": b"\x1b[\x1b[I",
     "parameter after intermediate": b"\x1b[1$2y",
+    "alt-/ then a letter": b"\x1b/x",
+    "alt-/ then alt-z": b"\x1b/\x1bZ",
 }
 
 
@@ -114,6 +116,11 @@ REPORTS = {
     "x10 motion past column 95": b"\x1b[MC\xff\x80",
     "urxvt motion": b"\x1b[67;10;5M",
     "OSC ended by a new sequence": b"\x1b]11;rgb:0000\x1b[I",
+    "DECREQTPARM (PuTTY, xterm)": b"\x1b[2;1;1;112;112;1;0x",
+    "DECREQTPARM solicited": b"\x1b[3;1;1;120;120;1;0x",
+    "DECRQLP locator report": b"\x1b[1;0;12;40;0&w",
+    "DECRQLP locator unavailable": b"\x1b[0&w",
+    "VT52 DECID reply": b"\x1b/Z",
 }
 
 
@@ -180,7 +187,8 @@ def test_esc_then_rest_of_sequence() -> None:
 
 
 def test_stalled_sequence_is_a_person() -> None:
-    for typed in (b"\x1b[", b"\x1b[1;", b"\x1b[M!", b"\x1b]", b"\x1b]abc", b"\x1bPq\x1b"):
+    for typed in (b"\x1b[", b"\x1b[1;", b"\x1b[M!", b"\x1b]", b"\x1b]abc", b"\x1bPq\x1b",
+                  b"\x1b/"):  # the last is Alt+/, or the start of the VT52 identify reply
         c = InputClassifier()
         assert not c.feed(typed)
         assert c.pending
@@ -234,7 +242,8 @@ def test_string_terminator_split() -> None:
 # -- properties -----------------------------------------------------------------------------------
 
 # Bytes that steer the parser, so random streams reach its states often.
-INTERESTING = st.sampled_from(list(b"\x1b\x1b\x1b[]P_^X\\\x07M<?>=;0123$ycRtnIOu~\x9b\xc3\x00"))
+INTERESTING = st.sampled_from(
+    list(b"\x1b\x1b\x1b[]P_^X\\\x07M<?>=;0123$ycRtnIOu~\x9b\xc3\x00/Zx&w"))
 ANY_BYTE = st.integers(0, 255)
 streams = st.lists(st.one_of(INTERESTING, ANY_BYTE), max_size=120).map(bytes)
 
@@ -299,7 +308,9 @@ reports = st.one_of(
         numbers,
         numbers,
     ),
-    st.sampled_from([b"\x1b[1t", b"\x1b[2t", b"\x1b[0n"]),
+    st.sampled_from([b"\x1b[1t", b"\x1b[2t", b"\x1b[0n", b"\x1b/Z"]),
+    st.builds(lambda ps: _csi(b";".join(ps), b"x"), st.lists(numbers, max_size=7)),
+    st.builds(lambda ps: _csi(b";".join(ps), b"&w"), st.lists(numbers, max_size=5)),
     st.builds(
         lambda m, x, y, f: _csi(b"<%d;" % (35 | m), x, b";", y, f),
         modifiers,

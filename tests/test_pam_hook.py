@@ -1,8 +1,11 @@
-"""The pam_exec program: one event per PAM session open/close, exit 0 whatever happens."""
+"""The pam_exec program: one event per PAM session open/close, the connection handed to the
+watchdog; exit 0 unless `[watchdog] required` and no watchdog took the connection."""
 
+import os
 import shutil
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -186,3 +189,70 @@ def test_lock_service_file_checks_the_users_own_password() -> None:
     finally:
         subprocess.run(["userdel", user], capture_output=True, check=False)
         service.unlink()
+
+
+# -- the watchdog ---------------------------------------------------------------------------
+
+
+def fake_watchdog(path: Path, answer: bytes) -> tuple[threading.Thread, list[bytes]]:
+    """Answer one request at `path` with `answer`; what it was asked lands in the list."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    asked: list[bytes] = []
+
+    def serve() -> None:
+        with server:
+            peer, _ = server.accept()
+            with peer:
+                asked.append(peer.recv(4096))
+                peer.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread, asked
+
+
+@pytest.mark.root
+def test_open_session_hands_the_connection_to_the_watchdog(trusted_dir: Path) -> None:
+    config = infra.write_root_file(trusted_dir / "idlewrap.toml", (
+        f'[log]\nsyslog_socket = "{trusted_dir}/log"\n'
+        f'[watchdog]\nsocket = "{trusted_dir}/wd.sock"\nrequired = true\n'))
+    (trusted_dir / "log").touch()  # not a socket: the event is lost, quietly enough
+    thread, asked = fake_watchdog(trusted_dir / "wd.sock", b"ok group=/x\n")
+    done = run_hook("open_session", "--config", str(config))
+    thread.join(5)
+    assert (done.returncode, done.stdout) == (0, b"")
+    conn = connection_fields({"SSH_CONNECTION": SSH_CONNECTION})["conn"]
+    # pid: the hook's parent, which is sshd's privileged process under pam_exec
+    assert asked == [f"open pid={os.getpid()} user=root conn={conn} rhost=10.0.0.5\n".encode()]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("watchdog", ["absent", "refusing"])
+def test_required_refuses_the_login_without_a_watchdog(trusted_dir: Path, watchdog: str) -> None:
+    path = trusted_dir / "wd.sock"
+    config = infra.write_root_file(trusted_dir / "idlewrap.toml", (
+        f'[log]\nsyslog_socket = "{trusted_dir}/log"\n'
+        f'[watchdog]\nsocket = "{path}"\nrequired = true\n'))
+    if watchdog == "refusing":
+        thread, _ = fake_watchdog(path, b"refused reason=no_group\n")
+    done = run_hook("open_session", "--config", str(config))
+    assert (done.returncode, done.stdout) == (1, b"")
+    reason = ("refused (no_group)" if watchdog == "refusing"
+              else "[Errno 2] No such file or directory")
+    assert done.stderr.decode().splitlines()[-1] == (
+        f"idlewrap pam_hook: login refused: the watchdog at {path}: {reason}")
+    if watchdog == "refusing":
+        thread.join(5)
+    # close_session never fails
+    assert run_hook("close_session", "--config", str(config)).returncode == 0
+
+
+@pytest.mark.root
+def test_without_required_a_missing_watchdog_is_no_news(receiver: tuple[Path, socket.socket]
+                                                        ) -> None:
+    config, sock = receiver
+    done = run_hook("open_session", "--config", str(config))
+    assert (done.returncode, done.stdout, done.stderr) == (0, b"", b"")
+    assert len(drain(sock)) == 1

@@ -376,6 +376,24 @@ def test_the_lock_signal_locks_at_once_whatever_the_action(session: type[Session
     assert s.wait_received(lambda got: got != b"") == b"k"
 
 
+def test_a_lock_the_user_asks_for_still_ends_at_the_idle_deadline_if_the_policy_terminates(
+    session: type[Session],
+) -> None:
+    """`idlewrap lock` must not be a way to keep a session past a terminate policy's limit."""
+    s = lock_session(session, recorder(), idle=3, warn=1)  # no --lock: action "terminate"
+    s.term.expect(READY)
+    s.term.send("k")
+    sent = time.monotonic()
+    s.wait_received(lambda got: got == b"k")
+    os.kill(s.term.pid, signal.SIGRTMIN + 11)  # what `idlewrap lock` sends
+    s.term.expect(LOCKED)
+    closed = s.ends() - sent
+    assert 2.9 <= closed <= 4.0, closed
+    assert s.term.exitstatus == 124
+    events = wait_events(s, ["lock", "timeout"])
+    assert (events[0]["reason"], events[1]["reason"]) == ("user", "locked")
+
+
 def test_without_the_pam_service_a_lock_ends_the_session(session: type[Session]) -> None:
     s = session(2, 1, recorder(), term="dumb",
                 extra=("--lock", "--pam-service-file", "/nonexistent/idlewrap"))
@@ -417,3 +435,10 @@ def test_an_exempt_session_says_it_cannot_be_locked(session: type[Session]) -> N
     s.term.send("k")
     assert s.wait_received(lambda got: got != b"") == b"k"
     assert s.names() == []
+
+
+def test_enq_and_s8c1t_never_reach_the_terminal(session: type[Session]) -> None:
+    """Issue 9, escape 2: their replies (answerback text, 8-bit reports) look typed."""
+    s = session(30, 10, ["/bin/sh", "-c", r"printf 'a\005b\033 Gc\033'; printf ' \007Gd'"])
+    s.term.expect(pexpect.EOF)
+    assert s.term.before == b"ab\x1b Fc\x1b \x07Fd"

@@ -210,8 +210,8 @@ def _permit_user_rc(sshd: SshdConfig, mode: Mode | None, shell: str) -> Check:
     if value == "no":
         return check(name, "pass", "PermitUserRC no: ~/.ssh/rc never runs")
     if LAUNCHER_HOLDS_USER_RC:
-        return check(name, "pass", "PermitUserRC yes: the launcher holds ~/.ssh/rc to the "
-                     "deadline")
+        return check(name, "pass", "PermitUserRC yes: the launcher runs ~/.ssh/rc without a "
+                     "terminal, for a few seconds at most")
     escape = "~/.ssh/rc runs before the wrapper, untimed (PermitUserRC yes)"
     return check(name, "fail", f"PermitUserRC yes: sshd runs `{shell} -c '/bin/sh .ssh/rc'` "
                  "first and the launcher execs that command untimed, so ~/.ssh/rc can "

@@ -21,12 +21,12 @@ from typing import Literal, NamedTuple
 from idlewrap.session import LAUNCHER_MARKER
 from idlewrap.trust import TrustError, read_trusted
 
-# sshd runs ~/.ssh/rc as `<login shell> -c '/bin/sh .ssh/rc'` before the session (unless a
-# ForceCommand is set, PermitUserRC is no, or the key says no-user-rc). Today's launcher
-# takes that for an ordinary command and execs it untimed, so the rc file can start an
-# interactive shell on the session's terminal that the wrapper never sees. Set this to
-# True when the launcher holds ~/.ssh/rc (the watchdog issue's fix).
-LAUNCHER_HOLDS_USER_RC = False
+# sshd runs ~/.ssh/rc as `<login shell> -c '/bin/sh ~/.ssh/rc'` before the session (unless a
+# ForceCommand is set, PermitUserRC is no, or the key says no-user-rc). Launchers written
+# before issue 9 exec'd that untimed, so the rc file could start an interactive shell on
+# the session's terminal; the launcher now runs it without a terminal for a few seconds
+# at most (idlewrap/user_rc.py), and old launchers call the same code.
+LAUNCHER_HOLDS_USER_RC = True
 
 # Login shells that start no session at all: accounts with them are not audited.
 NO_SESSION_SHELLS = frozenset({"nologin", "false", "true", "sync", "shutdown", "halt"})

@@ -23,7 +23,11 @@ TEMPLATE = """#!{python} -I
 # Do not list this file in /etc/shells: users must not be able to chsh away from it.
 import sys
 
-from idlewrap.cli import login_shell
+from idlewrap.hardening import forbid_ptrace
+
+forbid_ptrace()  # first: until this line any process of the user may ptrace this one
+
+from idlewrap.cli import login_shell  # noqa: E402
 
 sys.exit(login_shell(sys.argv[1:], config={config!r}))
 """
