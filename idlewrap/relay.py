@@ -193,6 +193,13 @@ class Relay:
             self._finish(Outcome.DISCONNECT, reason="eof")
         else:
             self._close_child_input()  # ssh -T: end of input is the shell's to see
+            self._stop_deadline()
+
+    def _stop_deadline(self) -> None:
+        """No pty and no more input: nobody can type, so nothing is idle (`ssh host < job`)."""
+        if self.guard is not None:
+            self.guard.stop(draw=False)
+            self.guard = None
 
     def _close_child_input(self) -> None:
         self.to_child = b""

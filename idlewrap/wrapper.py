@@ -1,7 +1,8 @@
 """Run a program under the idle deadline: spawn, relay, goodbye, teardown, exit status.
 
 `login.py` decides what to run for a login; `run_demo` runs a command without
-policy or log. Both end up in `run_relayed`.
+policy or log. Both end up in `run_relayed`; a command without a pty that has a
+deadline runs in `run_streamed` (its streams relayed, streams.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Mapping
 
 from idlewrap import deadline as clock
 from idlewrap import teardown
+from idlewrap.activity import ActivityGuard
 from idlewrap.deadline import Alarm, IdleDeadline
 from idlewrap.durations import format_duration
 from idlewrap.hardening import DeadMansSwitch, protect_process
@@ -23,7 +25,8 @@ from idlewrap.relay import Outcome, Relay, Result
 from idlewrap.session import Plan
 from idlewrap.settings import Settings
 from idlewrap.signals import SignalWakeup
-from idlewrap.spawn import Child, spawn_in_pty, spawn_on_pipe
+from idlewrap.spawn import Child, spawn_in_pty, spawn_on_pipe, spawn_on_pipes
+from idlewrap.streams import StreamRelay
 from idlewrap.terminal import get_size, nonblocking, raw_mode, write_all
 
 EXIT_TIMEOUT = 124  # as timeout(1): the session was ended for being idle
@@ -98,10 +101,49 @@ def _say_goodbye(result: Result, relay: Relay, settings: Settings, child: Child)
     if child.pty:
         text += relay.terminal_reset()
     if result.outcome is Outcome.TIMEOUT:
-        message = settings.message.replace("{idle}", format_duration(settings.idle_timeout))
+        message = _closing_message(settings, settings.idle_timeout)
         text += f"\r\n{message}\r\n".encode() if child.pty else f"{message}\n".encode()
     with contextlib.suppress(OSError):  # a client that stopped reading gets 1 s, not more
         write_all(1 if child.pty else 2, text, 1.0)
+
+
+def _closing_message(settings: Settings, limit: int) -> str:
+    return settings.message.replace("{idle}", format_duration(limit))
+
+
+def run_streamed(todo: Plan, settings: Settings, events: Events) -> int:
+    """A command without a pty, under `command_idle_timeout`: relay its streams, report.
+
+    At the deadline, a disconnect or an error every process of the session is ended,
+    as for a pty session. When the command exits on its own the wrapper leaves as
+    sshd would have: jobs it detached (`nohup job >log 2>&1 &`) live on.
+    """
+    assert settings.command_idle_timeout is not None
+    with SignalWakeup() as signals, Alarm() as alarm:
+        try:
+            child = spawn_on_pipes(todo.path, todo.argv, todo.env)
+        except OSError as e:
+            print(f"idlewrap: cannot run {todo.path}: {e.strerror}", file=sys.stderr)
+            return EXIT_NO_SHELL
+        relay = StreamRelay(child, signals=signals, alarm=alarm)
+        guard = ActivityGuard(
+            IdleDeadline(settings.command_idle_timeout, 0, clock.now()),
+            output_counts=settings.command_activity == "any",
+            deadman=DeadMansSwitch(),
+            now=clock.now(),
+        )
+        with nonblocking(0, 1, 2):
+            result = relay.run(guard)
+            status = _report_end(result, events)
+            signals.ignore_ending()
+            if result.outcome is Outcome.TIMEOUT:
+                message = _closing_message(settings, settings.command_idle_timeout)
+                with contextlib.suppress(OSError):
+                    write_all(2, f"{message}\n".encode(), 1.0)
+        relay.close()
+        if result.outcome is not Outcome.EXITED:
+            teardown.end_all(relay.reap)
+    return status
 
 
 def _end_session(child: Child, relay: Relay) -> None:
