@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, NamedTuple, Protocol
 from idlewrap import deadline as clock
 from idlewrap.modes import ModeTracker
 from idlewrap.signals import ENDING
+from idlewrap.spawn import reap_children
 from idlewrap.terminal import get_size, set_size, write_all
 
 if TYPE_CHECKING:
@@ -299,21 +300,15 @@ class Relay:
                 return
 
     def reap(self) -> None:
-        """Collect every exited child (orphans too: the wrapper is their subreaper)."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            if pid == self.child.pid and self.child_status is None:
-                self.child_status = status
-                self.exited_at = clock.now()
-                if not self.child.pty:
-                    self._finish(Outcome.EXITED)
-                else:
-                    self._end_if_drained()
+        """Collect every exited child; the end may come with the program's."""
+        status = reap_children(self.child.pid)
+        if status is not None and self.child_status is None:
+            self.child_status = status
+            self.exited_at = clock.now()
+            if not self.child.pty:
+                self._finish(Outcome.EXITED)
+            else:
+                self._end_if_drained()
 
     def _on_resize(self) -> None:
         if not self.child.pty:

@@ -121,6 +121,24 @@ def _spawn_session(
     )
 
 
+def reap_children(pid: int) -> int | None:
+    """Collect every exited child (orphans too: the wrapper is their subreaper).
+
+    Returns the wait status of `pid` if it is among them. Never `waitpid(pid)` alone:
+    orphans would stay zombies until the end of the session.
+    """
+    found = None
+    while True:
+        try:
+            child, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return found
+        if child == 0:
+            return found
+        if child == pid:
+            found = status
+
+
 def exec_replacing(path: str, argv: list[str], env: dict[str, str]) -> None:
     """Become the program (command mode): the byte stream is then sshd's and the program's alone.
 

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING
 from idlewrap import deadline as clock
 from idlewrap.relay import Outcome, Result
 from idlewrap.signals import ENDING
+from idlewrap.spawn import reap_children
 
 if TYPE_CHECKING:
     from idlewrap.activity import ActivityGuard
@@ -329,17 +330,11 @@ class StreamRelay:
                 return
 
     def reap(self) -> None:
-        """Collect every exited child (orphans too: the wrapper is their subreaper)."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            if pid == self.child.pid and self.child_status is None:
-                self.child_status = status
-                self._end_if_done()
+        """Collect every exited child; the end may come with the command's."""
+        status = reap_children(self.child.pid)
+        if status is not None and self.child_status is None:
+            self.child_status = status
+            self._end_if_done()
 
     def _finish(self, outcome: Outcome, *, signum: int | None = None, reason: str = "") -> None:
         if self.result is not None:
