@@ -61,10 +61,13 @@ CHUNK = 1 << 20  # most one splice or read moves (a pipe holds 64 KiB unless wid
 # a transfer: its two pipes are widened to PIPE_SIZE, and after each move it rests
 # for PACE, while the pipes fill (or drain), so that one splice moves what took
 # dozens. A move of half the pipes' capacity means the rest is too long for this
-# rate: then there is none. Keys, prompts and short outputs never rest.
+# rate: then there is none; nor where the pipes could not be widened enough to hold
+# PACE's worth of a fast transfer (the user is over the kernel's pipe-user-pages-soft).
+# Keys, prompts and short outputs never rest.
 BULK_AFTER = 1 << 20
 PIPE_SIZE = 1 << 20  # Linux's default limit for an unprivileged F_SETPIPE_SZ
 PACE = 0.001
+PACED_CAPACITY = PIPE_SIZE // 2
 
 _POLL_IN = select.POLLIN | select.POLLHUP | select.POLLERR
 _GONE = select.POLLERR | select.POLLHUP
@@ -87,7 +90,7 @@ class Stream:
         self.failed: int | None = None  # errno when `dst` refused bytes (else the end was EOF)
         self.resume_at: float | None = None  # resting (pacing) until then
         self.carried = 0  # bytes so far, until the stream counts as a transfer
-        self.capacity = 0  # what its pipes hold, once widened
+        self.capacity: int | None = None  # what its pipes hold, once widened
         self._spliced = True
         self._held = b""  # read/write fallback: read, not yet written
 
@@ -108,15 +111,16 @@ class Stream:
             self.open = False
         return moved
 
-    def widen(self) -> None:
-        """Give the stream's pipes PIPE_SIZE where the system allows; note what they hold."""
+    def widen(self) -> int:
+        """Give the stream's pipes PIPE_SIZE where the system allows; return what they hold."""
         sizes = []
         for fd in (self.src, self.dst):
             with contextlib.suppress(OSError):
                 fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
             with contextlib.suppress(OSError):  # a socket or a file has no pipe size
                 sizes.append(fcntl.fcntl(fd, _F_GETPIPE_SZ))
-        self.capacity = min(sizes, default=PIPE_SIZE)
+        self.capacity = min(sizes, default=0)
+        return self.capacity
 
     def _move(self) -> int:
         if self._spliced:
@@ -287,13 +291,14 @@ class StreamRelay:
             self._stream_ended(stream)
 
     def _pace(self, stream: Stream, moved: int, now: float) -> None:
-        """Let a transfer rest after a big move (see PACE)."""
-        if not stream.capacity:
+        """Let a transfer rest after each move (see PACE)."""
+        capacity = stream.capacity
+        if capacity is None:
             stream.carried += moved
             if stream.carried < BULK_AFTER:
                 return
-            stream.widen()
-        if moved < stream.capacity // 2:
+            capacity = stream.widen()
+        if capacity >= PACED_CAPACITY and moved < capacity // 2:
             stream.resume_at = now + PACE
 
     def _stream_ended(self, stream: Stream) -> None:

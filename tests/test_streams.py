@@ -9,6 +9,7 @@ JSON lines; time windows are measured from the moment the test last acted.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -30,6 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 CLOSED = MESSAGE.replace("{idle}", "1s").encode()
 # Two pipes of ours, two of "sshd", each widened to 1 MiB once they carry a transfer.
 HELD_AT_MOST = 5 << 20
+F_GETPIPE_SZ = 1032
 
 
 class Session:
@@ -118,6 +120,23 @@ def test_binary_input_and_output_are_byte_exact(session: type[Session]) -> None:
     out, err = s.process.communicate(blob, timeout=30)
     assert out.decode().strip() == hashlib.sha256(blob).hexdigest()
     assert err == blob
+
+
+def test_a_transfer_wakes_the_relay_rarely(session: type[Session]) -> None:
+    """Paced: a wake-up per write (4 KiB) or per read of the other side is what it avoids."""
+    s = session(5, "any", sh("head -c 67108864 /dev/zero; exec >&- 2>&-; sleep 0.5"),
+                stdin=subprocess.DEVNULL)
+    assert s.process.stdout is not None
+    fd = s.process.stdout.fileno()
+    got = 0
+    while chunk := os.read(fd, 1 << 20):
+        got += len(chunk)
+    status = Path(f"/proc/{s.process.pid}/status").read_text()
+    switches = int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+    assert got == 64 << 20
+    assert switches < 400, f"{switches} wake-ups (unpaced: about 1000 here)"
+    assert fcntl.fcntl(fd, F_GETPIPE_SZ) == 1 << 20  # "sshd's" pipe, widened for the transfer
+    assert s.ends()[0] == 0
 
 
 def test_half_close_the_command_sees_eof_and_still_answers(session: type[Session]) -> None:
