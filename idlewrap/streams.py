@@ -58,16 +58,16 @@ CHUNK = 1 << 20  # most one splice or read moves (a pipe holds 64 KiB unless wid
 # Pacing a transfer. A poll round costs more than the splice it leads to, and a
 # pipe written 4 KiB at a time (head, cat), or read 32 KiB at a time (sshd), would
 # wake the relay for each of those. Once a stream has carried BULK_AFTER bytes it is
-# a transfer: its two pipes are widened to PIPE_SIZE, and after each move it rests
-# for PACE, while the pipes fill (or drain), so that one splice moves what took
-# dozens. A move of half the pipes' capacity means the rest is too long for this
-# rate: then there is none; nor where the pipes could not be widened enough to hold
-# PACE's worth of a fast transfer (the user is over the kernel's pipe-user-pages-soft).
-# Keys, prompts and short outputs never rest.
+# a transfer: its two pipes are widened to PIPE_SIZE, and after a move it rests for
+# PACE while they fill (or drain), so that one splice moves what took dozens. It
+# rests only while PACE's worth of its rate fits in half the pipes (a `Pacer` keeps
+# the rate), else the rest would block the writer or starve the reader: a faster
+# transfer runs unpaced, and so does one whose pipes could not be widened (the user
+# is over the kernel's pipe-user-pages-soft). Keys, prompts and short outputs never rest.
 BULK_AFTER = 1 << 20
 PIPE_SIZE = 1 << 20  # Linux's default limit for an unprivileged F_SETPIPE_SZ
 PACE = 0.001
-PACED_CAPACITY = PIPE_SIZE // 2
+RATE_WINDOW = 8 * PACE  # a Pacer's memory: the rate of about the last few ms
 
 _POLL_IN = select.POLLIN | select.POLLHUP | select.POLLERR
 _GONE = select.POLLERR | select.POLLHUP
@@ -90,7 +90,7 @@ class Stream:
         self.failed: int | None = None  # errno when `dst` refused bytes (else the end was EOF)
         self.resume_at: float | None = None  # resting (pacing) until then
         self.carried = 0  # bytes so far, until the stream counts as a transfer
-        self.capacity: int | None = None  # what its pipes hold, once widened
+        self.pacer: Pacer | None = None  # once it is one
         self._spliced = True
         self._held = b""  # read/write fallback: read, not yet written
 
@@ -119,8 +119,7 @@ class Stream:
                 fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
             with contextlib.suppress(OSError):  # a socket or a file has no pipe size
                 sizes.append(fcntl.fcntl(fd, _F_GETPIPE_SZ))
-        self.capacity = min(sizes, default=0)
-        return self.capacity
+        return min(sizes, default=0)
 
     def _move(self) -> int:
         if self._spliced:
@@ -158,6 +157,27 @@ class Stream:
         self._held = self._held[written:]
         self.blocked = bool(self._held)
         return written
+
+
+class Pacer:
+    """Whether a transfer may rest for PACE: only while that much of it fits in half its pipes."""
+
+    def __init__(self, capacity: int, now: float) -> None:
+        self.room = capacity // 2
+        self.since = now  # the rate is `moved` bytes since then
+        self.moved = 0.0
+
+    def rests_after(self, moved: int, now: float) -> bool:
+        """`moved` bytes just moved: rest now?"""
+        self.moved += moved
+        elapsed = now - self.since
+        rate = self.moved / max(elapsed, PACE)
+        if rate * PACE < self.room:
+            self.since, self.moved = now, 0.0
+            return True
+        if elapsed > RATE_WINDOW:  # keep the rate, forget how it was reached
+            self.since, self.moved = now - PACE, rate * PACE
+        return False
 
 
 def end_of(fd: int, how: int) -> None:
@@ -291,14 +311,13 @@ class StreamRelay:
             self._stream_ended(stream)
 
     def _pace(self, stream: Stream, moved: int, now: float) -> None:
-        """Let a transfer rest after each move (see PACE)."""
-        capacity = stream.capacity
-        if capacity is None:
+        """Let a transfer rest after a move, where it can (see PACE)."""
+        if stream.pacer is None:
             stream.carried += moved
             if stream.carried < BULK_AFTER:
                 return
-            capacity = stream.widen()
-        if capacity >= PACED_CAPACITY and moved < capacity // 2:
+            stream.pacer = Pacer(stream.widen(), now)
+        if stream.pacer.rests_after(moved, now):
             stream.resume_at = now + PACE
 
     def _stream_ended(self, stream: Stream) -> None:

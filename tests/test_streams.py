@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from idlewrap.streams import Pacer
 from tests import infra
 from tests.relay_driver import MESSAGE
 
@@ -123,9 +124,11 @@ def test_binary_input_and_output_are_byte_exact(session: type[Session]) -> None:
 
 
 def test_a_transfer_wakes_the_relay_rarely(session: type[Session]) -> None:
-    """Paced: a wake-up per write (4 KiB) or per read of the other side is what it avoids."""
-    s = session(5, "any", sh("head -c 67108864 /dev/zero; exec >&- 2>&-; sleep 0.5"),
-                stdin=subprocess.DEVNULL)
+    """Paced: 64 MiB written 4 KiB at a time (about 250 MB/s) must not cost a wake-up a write."""
+    writer = ("import os, time\nchunk = b'x' * 4096\nfor i in range(16384):\n"
+              "    os.write(1, chunk)\n    if i % 16 == 0:\n        time.sleep(0.0002)\n"
+              "os.close(1); os.close(2); time.sleep(0.5)\n")
+    s = session(5, "any", [sys.executable, "-c", writer], stdin=subprocess.DEVNULL)
     assert s.process.stdout is not None
     fd = s.process.stdout.fileno()
     got = 0
@@ -134,9 +137,24 @@ def test_a_transfer_wakes_the_relay_rarely(session: type[Session]) -> None:
     status = Path(f"/proc/{s.process.pid}/status").read_text()
     switches = int(status.split("voluntary_ctxt_switches:")[1].split()[0])
     assert got == 64 << 20
-    assert switches < 400, f"{switches} wake-ups (unpaced: about 1000 here)"
+    assert switches < 600, f"{switches} wake-ups (unpaced: about 1000 here, paced 300)"
     assert fcntl.fcntl(fd, F_GETPIPE_SZ) == 1 << 20  # "sshd's" pipe, widened for the transfer
     assert s.ends()[0] == 0
+
+
+def test_a_pacer_rests_a_transfer_only_while_a_rest_fits_in_its_pipes() -> None:
+    slow = Pacer(1 << 20, now=0.0)
+    assert slow.rests_after(300_000, 0.001)  # 300 MB/s: 300 KB a millisecond fits in 512 KiB
+    assert slow.rests_after(310_000, 0.002)
+    fast = Pacer(1 << 20, now=0.0)
+    assert not fast.rests_after(1 << 20, 0.0005)  # 2 GB/s: a rest would run the pipes dry
+    assert not fast.rests_after(4096, 0.00051)  # a small move right after: still fast
+    now, rested = 0.00051, False
+    while not rested and now < 0.05:  # then it slows down to 10 MB/s
+        now += 0.001
+        rested = fast.rests_after(10_000, now)
+    assert rested and now < 0.03, now
+    assert not Pacer(0, now=0.0).rests_after(1, 1.0)  # pipes with no room never rest
 
 
 def test_half_close_the_command_sees_eof_and_still_answers(session: type[Session]) -> None:
