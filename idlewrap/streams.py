@@ -12,6 +12,9 @@ of sshd's fds and the command's, and one `Stream` per direction:
 - backpressure: a stream whose destination is full stops reading its source until
   the destination drains, so a client that reads slowly slows the command down and
   nothing piles up in the wrapper.
+- pacing: a transfer rests a millisecond between moves while its widened pipes can
+  take it, so that it costs the relay a wake-up per few hundred KiB, not per write
+  (PACE below; docs/performance.md has the figures).
 - end of stream per direction (half-close): the end of the client's input closes the
   command's stdin, the end of the command's stdout ends ours (close, or
   shutdown(SHUT_WR) on a socket), each when it happens; a command that closes its
