@@ -58,6 +58,9 @@ def map_internal_sftp(command: str) -> str:
     return shlex.quote(server) + rest
 
 
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
 def command_name(command: str) -> str:
     """The program a command line runs, for the log: never one of its arguments.
 
@@ -74,8 +77,6 @@ def command_name(command: str) -> str:
             return os.path.basename(word.rstrip("/")) or word
     return ""
 
-
-_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
 
 
 def plan(*, shell: str, command: str | None, tty: bool, env: dict[str, str]) -> Plan:

@@ -203,9 +203,11 @@ def end_of(fd: int, how: int) -> None:
 class StreamRelay:
     """Relays a command's three streams until it has exited and they ended, or the deadline."""
 
-    def __init__(self, child: PipedChild, *, signals: SignalSource, alarm: Alarm) -> None:
+    def __init__(self, child: PipedChild, *, guard: ActivityGuard, signals: SignalSource,
+                 alarm: Alarm) -> None:
         """Relay between sshd's fds 0, 1 and 2 and the command's pipes in `child`."""
         self.child = child
+        self.guard = guard
         self.signals = signals
         self.alarm = alarm
         self.streams = (
@@ -215,20 +217,18 @@ class StreamRelay:
         )
         for fd in (child.stdin, child.stdout, child.stderr):
             os.set_blocking(fd, False)
-        self.guard: ActivityGuard | None = None
         self.child_status: int | None = None
         self.result: Result | None = None
         self._interest: tuple[tuple[bool, bool, bool], ...] = ()
         self._polled: tuple[int, ...] = ()
 
-    def run(self, guard: ActivityGuard | None) -> Result:
-        """Relay until the session ends (`guard` None: no deadline); the caller tears down."""
-        self.guard = guard
+    def run(self) -> Result:
+        """Relay until the session ends; the caller tears down."""
         poller = select.poll()
         self.reap()
         try:
             while self.result is None:
-                self.alarm.set(None if self.guard is None else self.guard.wake)
+                self.alarm.set(self.guard.wake)
                 self._register(poller)
                 for fd, mask in poller.poll(self._rest()):
                     self._dispatch(fd, mask)
@@ -265,11 +265,9 @@ class StreamRelay:
         for stream in self.streams:
             if not stream.open:
                 continue
-            if stream.resume_at is not None:
-                pass
-            elif stream.blocked:
+            if stream.resume_at is None and stream.blocked:
                 wants[stream.dst] = wants.get(stream.dst, 0) | select.POLLOUT
-            else:
+            elif stream.resume_at is None:
                 wants[stream.src] = wants.get(stream.src, 0) | _POLL_IN
             if not stream.inbound:
                 # Registered even when not written to: POLLERR there means the client left.
@@ -284,7 +282,7 @@ class StreamRelay:
     def _dispatch(self, fd: int, mask: int) -> None:
         if fd == self.alarm.fileno():
             self.alarm.clear()
-            if self.guard is not None and self.guard.on_time(clock.now()):
+            if self.guard.on_time(clock.now()):
                 self._finish(Outcome.TIMEOUT)
             return
         if fd == self.signals.fileno():
@@ -307,8 +305,7 @@ class StreamRelay:
         moved = stream.pump(src_ready)
         if moved:
             now = clock.now()
-            if self.guard is not None:
-                self.guard.on_moved(stream.inbound, now)
+            self.guard.on_moved(stream.inbound, now)
             self._pace(stream, moved, now)
         if not stream.open:
             self._stream_ended(stream)
@@ -325,13 +322,10 @@ class StreamRelay:
 
     def _stream_ended(self, stream: Stream) -> None:
         if stream.inbound:
-            if stream.failed is None:  # the client's EOF: the command's stdin ends
-                os.close(stream.dst)
-            else:  # the command closed its stdin: refuse the client's input in turn
+            if stream.failed is not None:  # the command closed its stdin: refuse in turn
                 end_of(stream.src, socket.SHUT_RD)
-                os.close(stream.dst)
-            if self.guard is not None:
-                self.guard.on_input_closed()
+            os.close(stream.dst)  # the client's EOF: the command's stdin ends
+            self.guard.on_input_closed()
             return
         os.close(stream.src)
         if stream.failed is not None:
@@ -366,10 +360,8 @@ class StreamRelay:
     def _finish(self, outcome: Outcome, *, signum: int | None = None, reason: str = "") -> None:
         if self.result is not None:
             return
-        idle = 0.0
-        if self.guard is not None:
-            idle = self.guard.deadline.idle_for(clock.now())
-            self.guard.stop()
+        self.guard.stop()
+        idle = self.guard.deadline.idle_for(clock.now())
         self.result = Result(outcome, self.child_status, signum, idle, reason)
 
     def close(self) -> None:

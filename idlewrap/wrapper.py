@@ -125,15 +125,15 @@ def run_streamed(todo: Plan, settings: Settings, events: Events) -> int:
         except OSError as e:
             print(f"idlewrap: cannot run {todo.path}: {e.strerror}", file=sys.stderr)
             return EXIT_NO_SHELL
-        relay = StreamRelay(child, signals=signals, alarm=alarm)
         guard = ActivityGuard(
             IdleDeadline(settings.command_idle_timeout, 0, clock.now()),
             output_counts=settings.command_activity == "any",
             deadman=DeadMansSwitch(),
             now=clock.now(),
         )
+        relay = StreamRelay(child, guard=guard, signals=signals, alarm=alarm)
         with nonblocking(0, 1, 2):
-            result = relay.run(guard)
+            result = relay.run()
             status = _report_end(result, events)
             signals.ignore_ending()
             if result.outcome is Outcome.TIMEOUT:
