@@ -11,6 +11,17 @@ SessionKind = Literal["interactive", "command"]
 SESSION_KINDS: tuple[SessionKind, ...] = ("interactive", "command")
 
 
+def session_kind(*, command: str | None, tty: bool) -> SessionKind:
+    """What the policy's `sessions` selector calls a login.
+
+    `command`: a command without a pty (ssh host CMD, scp, sftp, rsync), timed by
+    `command_idle_timeout`. `interactive`: everything in a pty, whatever its command
+    (so `ssh -t host bash` is held to `idle_timeout` like `ssh host`), and a login
+    shell without one (`ssh -T host`, `ssh host < script`), as it is today.
+    """
+    return "command" if command is not None and not tty else "interactive"
+
+
 class LoginContext(NamedTuple):
     """The facts about one login that policy rules select on."""
 
@@ -77,6 +88,8 @@ def parse_ssh_connection(value: str | None) -> tuple[Address | None, int | None]
 
 def login_context(user: str, *, address: Address | None, command: bool) -> LoginContext:
     """Build the :class:`LoginContext` for ``user`` from the system databases.
+
+    ``command``: a command session (a command without a pty, see :func:`session_kind`).
 
     Raises :class:`UnknownUserError` (a ``KeyError``) for an unknown user.
     """

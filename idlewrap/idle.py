@@ -477,6 +477,11 @@ class IdleGuard:
         self._arm(now)
         self._update_wake()
 
+    def stand_down(self) -> None:
+        """Nobody can type any more (no pty, the client's input ended): no deadline from
+        now on. The switch is held, not disarmed: the session is not ending."""
+        self._deadman.hold()
+
     # -- the end ------------------------------------------------------------------------
 
     def stop(self, *, draw: bool) -> bool:

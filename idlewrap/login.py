@@ -1,8 +1,10 @@
 """The deployed wrapper for one login: who it is, what the policy says, what to run.
 
 sshd starts it as a ForceCommand (`python3 -I -m idlewrap`) or as the account's
-login shell (the launcher). Command sessions are exec'd untouched; the rest run
-under the deadline through wrapper.run_relayed.
+login shell (the launcher). Sessions with a pty, and a login shell without one, run
+under the deadline through wrapper.run_relayed; a command without a pty through
+wrapper.run_streamed when `command_idle_timeout` gives it a deadline, else it is
+exec'd untouched.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from collections.abc import Mapping
 from idlewrap.environment import exec_environment
 from idlewrap.events import EventLog, connection_fields, new_session_id
 from idlewrap.hardening import EXIT_TRACED, protect_process, tracer
-from idlewrap.identity import LoginContext, SessionKind, groups_of, parse_ssh_connection
+from idlewrap.identity import LoginContext, groups_of, parse_ssh_connection, session_kind
 from idlewrap.policy import Problem, load_policy_failsafe, resolve
-from idlewrap.session import Plan, plan, real_shell
+from idlewrap.session import Mode, Plan, command_name, plan, real_shell
+from idlewrap.settings import Settings
 from idlewrap.spawn import exec_replacing
 from idlewrap.watchdog import protocol
 from idlewrap.watchdog.link import WatchdogLink
-from idlewrap.wrapper import EXIT_NO_SHELL, run_relayed
+from idlewrap.wrapper import EXIT_NO_SHELL, run_relayed, run_streamed
 
 REGISTER_WAIT = 0.5  # a command waits this long at most for the watchdog to check its wrapper
 
@@ -39,8 +42,7 @@ def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> in
     tty_name = os.ttyname(0) if tty else None
     policy, problems = load_policy_failsafe(config)
     address, _ = parse_ssh_connection(env.get("SSH_CONNECTION"))
-    # `ssh -t host CMD` is relayed under the deadline, but it is still a command session
-    kind: SessionKind = "interactive" if command is None else "command"
+    kind = session_kind(command=command, tty=tty)
     ctx = LoginContext(account.pw_name, account.pw_uid, groups_of(account.pw_name), address, kind)
     resolved = resolve(policy, ctx)
     settings = resolved.settings
@@ -56,9 +58,9 @@ def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> in
             "session": new_session_id(),
             "pid": os.getpid(),
             "mode": todo.mode,
+            "command": None if command is None else command_name(command),
             "rule": resolved.rule,
-            "idle_timeout": None if settings.exempt else settings.idle_timeout,
-            "warn_before": None if settings.exempt else settings.warn_before,
+            **_deadline_fields(todo.mode, settings),
             "action": settings.action,
         },
         stderr_fd=-1 if todo.mode == "command" else 2,
@@ -71,7 +73,8 @@ def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> in
     events.emit("session_start", shell=shell)
     if settings.exempt:
         events.emit("exempt", reason=f"policy {resolved.sources.get('exempt', 'default')}")
-    if todo.mode == "command":
+    streamed = todo.mode == "command"
+    if streamed and (settings.exempt or settings.command_idle_timeout is None):
         if watchdog is not None:
             watchdog.send(protocol.EXEC)  # the socket closes at exec: no wrapper died
             watchdog.answered(REGISTER_WAIT)
@@ -79,6 +82,8 @@ def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> in
         return _exec(todo)
     settings = settings._replace(message=settings.message.replace("{user}", account.pw_name))
     try:
+        if streamed:
+            return run_streamed(todo, settings, events, watchdog=watchdog)
         return run_relayed(todo, settings, events, term=env.get("TERM"),
                            rhost=None if address is None else str(address), watchdog=watchdog)
     finally:
@@ -105,6 +110,18 @@ def _register(socket_path: str, events: EventLog, *, tty: str | None) -> Watchdo
         return None
     watchdog.send(protocol.REGISTER, kind="session", tty=tty)
     return watchdog
+
+
+def _deadline_fields(mode: Mode, settings: Settings) -> dict[str, object]:
+    """The limits every event of the session carries (none when it is not timed)."""
+    if settings.exempt:
+        return {}
+    if mode == "command":
+        if settings.command_idle_timeout is None:
+            return {}
+        return {"idle_timeout": settings.command_idle_timeout,
+                "activity": settings.command_activity}
+    return {"idle_timeout": settings.idle_timeout, "warn_before": settings.warn_before}
 
 
 def _exec(todo: Plan) -> int:

@@ -27,6 +27,7 @@ from idlewrap import deadline as clock
 from idlewrap.modes import ModeTracker
 from idlewrap.output_filter import OutputFilter
 from idlewrap.signals import ENDING, LOCK
+from idlewrap.spawn import reap_children
 from idlewrap.terminal import get_size, set_size, write_all
 
 if TYPE_CHECKING:
@@ -204,6 +205,13 @@ class Relay:
             self._finish(Outcome.DISCONNECT, reason="eof")
         else:
             self._close_child_input()  # ssh -T: end of input is the shell's to see
+            self._stop_deadline()
+
+    def _stop_deadline(self) -> None:
+        """No pty and no more input: nobody can type, so nothing is idle (`ssh host < job`)."""
+        if self.guard is not None:
+            self.guard.stand_down()
+            self.guard = None
 
     def _close_child_input(self) -> None:
         self.to_child = b""
@@ -327,21 +335,15 @@ class Relay:
                 return
 
     def reap(self) -> None:
-        """Collect every exited child (orphans too: the wrapper is their subreaper)."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            if pid == self.child.pid and self.child_status is None:
-                self.child_status = status
-                self.exited_at = clock.now()
-                if not self.child.pty:
-                    self._finish(Outcome.EXITED)
-                else:
-                    self._end_if_drained()
+        """Collect every exited child; the end may come with the program's."""
+        status = reap_children(self.child.pid)
+        if status is not None and self.child_status is None:
+            self.child_status = status
+            self.exited_at = clock.now()
+            if not self.child.pty:
+                self._finish(Outcome.EXITED)
+            else:
+                self._end_if_drained()
 
     def _on_lock_request(self) -> None:
         """`idlewrap lock`: the guard's to answer; an exempt session has none to lock it."""

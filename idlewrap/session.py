@@ -1,8 +1,9 @@
-"""What to run for a login, and how: interactive (pty), command (exec) or pipe (ssh -T)."""
+"""What to run for a login, and how: interactive (pty), command (no pty) or pipe (ssh -T)."""
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 from typing import Literal, NamedTuple
 
@@ -55,6 +56,27 @@ def map_internal_sftp(command: str) -> str:
     server = next((s for s in SFTP_SERVERS if os.access(s, os.X_OK)), SFTP_SERVERS[0])
     rest = f" {words[1]}" if len(words) > 1 else ""
     return shlex.quote(server) + rest
+
+
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def command_name(command: str) -> str:
+    """The program a command line runs, for the log: never one of its arguments.
+
+    The basename of the first word after any `NAME=value` assignments (which may hold
+    secrets): `rsync` for `LC_ALL=C /usr/bin/rsync --server ...`. A line that is only
+    assignments, or no words, gives "".
+    """
+    try:
+        words = shlex.split(command)
+    except ValueError:  # unbalanced quotes: the shell will say so; the log gets a best guess
+        words = command.split()
+    for word in words:
+        if not _ASSIGNMENT.match(word):
+            return os.path.basename(word.rstrip("/")) or word
+    return ""
+
 
 
 def plan(*, shell: str, command: str | None, tty: bool, env: dict[str, str]) -> Plan:

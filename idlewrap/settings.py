@@ -161,6 +161,11 @@ class Settings(NamedTuple):
     # 0 (only after clamping a 1 s timeout) means no warning
     warn_before: Annotated[int, DURATION, "show the warning this long before the end; must be "
                            "shorter than idle_timeout"] = 60
+    command_idle_timeout: Annotated[int | None, optional(DURATION, "off", word="off"),
+                                    "end a command session without a pty after this long "
+                                    "without activity"] = None
+    command_activity: Annotated[str, choice("an activity", "any", "input"),
+                                "what counts as activity in a command session"] = "any"
     shell: Annotated[str | None, optional(EXECUTABLE, "none (the account's login shell)"),
                      "the shell to run instead of the one in passwd"] = None
     message: Annotated[str, TEMPLATE, "printed when a session is closed"] = (

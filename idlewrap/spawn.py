@@ -1,4 +1,4 @@
-"""Start the user's program in a session of its own: on a new pty, or on a pipe.
+"""Start the user's program in a session of its own: on a new pty, or on pipes.
 
 `posix_spawn` rather than fork: no Python runs in the child, and glibc does
 setsid() before the file actions, so opening the pty slave by name makes it the
@@ -76,6 +76,41 @@ def spawn_without_terminal(path: str, argv: list[str], env: dict[str, str]) -> i
     return _spawn_session(path, argv, env, [])
 
 
+class PipedChild(NamedTuple):
+    """A command started on three pipes: its pid and the wrapper's ends of them."""
+
+    pid: int
+    stdin: int  # the wrapper writes here
+    stdout: int  # and reads these
+    stderr: int
+
+
+def spawn_on_pipes(path: str, argv: list[str], env: dict[str, str]) -> PipedChild:
+    """Run `path` in a new session on three fresh pipes (a command without a pty).
+
+    As sshd does for such a command (setsid, pipes for fds 0, 1 and 2): the wrapper
+    then relays each stream and sees every byte move. All ends are close-on-exec, so
+    the child holds only its own (posix_spawn's dup2 clears the flag on fds 0-2).
+    """
+    fds: list[int] = []
+    try:
+        for _ in range(3):
+            fds.extend(os.pipe2(os.O_CLOEXEC))
+        in_r, in_w, out_r, out_w, err_r, err_w = fds
+        pid = _spawn_session(path, argv, env, [
+            (os.POSIX_SPAWN_DUP2, in_r, 0),
+            (os.POSIX_SPAWN_DUP2, out_w, 1),
+            (os.POSIX_SPAWN_DUP2, err_w, 2),
+        ])
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    for fd in (in_r, out_w, err_w):
+        os.close(fd)
+    return PipedChild(pid=pid, stdin=in_w, stdout=out_r, stderr=err_r)
+
+
 def _spawn_session(
     path: str, argv: list[str], env: dict[str, str], file_actions: list[tuple[int | str, ...]]
 ) -> int:
@@ -89,6 +124,24 @@ def _spawn_session(
         setsigmask=(),
         setsigdef=_DEFAULT_SIGNALS,
     )
+
+
+def reap_children(pid: int) -> int | None:
+    """Collect every exited child (orphans too: the wrapper is their subreaper).
+
+    Returns the wait status of `pid` if it is among them. Never `waitpid(pid)` alone:
+    orphans would stay zombies until the end of the session.
+    """
+    found = None
+    while True:
+        try:
+            child, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return found
+        if child == 0:
+            return found
+        if child == pid:
+            found = status
 
 
 def exec_replacing(path: str, argv: list[str], env: dict[str, str]) -> None:

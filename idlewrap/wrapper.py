@@ -1,7 +1,8 @@
 """Run a program under the idle deadline: spawn, relay, goodbye, teardown, exit status.
 
 `login.py` decides what to run for a login; `run_demo` runs a command without
-policy or log. Both end up in `run_relayed`.
+policy or log. Both end up in `run_relayed`; a command without a pty that has a
+deadline runs in `run_streamed` (its streams relayed, streams.py).
 """
 
 from __future__ import annotations
@@ -16,16 +17,26 @@ from collections.abc import Mapping
 
 from idlewrap import deadline as clock
 from idlewrap import teardown
+from idlewrap.activity import ActivityGuard
 from idlewrap.deadline import Alarm, IdleDeadline
 from idlewrap.durations import format_duration
 from idlewrap.hardening import DeadMansSwitch, protect_process
-from idlewrap.idle import DEADMAN_GRACE, Events, IdleGuard, LockPlan, PasswordCheck, WarningStyle
+from idlewrap.idle import (
+    DEADMAN_GRACE,
+    DeadMan,
+    Events,
+    IdleGuard,
+    LockPlan,
+    PasswordCheck,
+    WarningStyle,
+)
 from idlewrap.libc import name_process
 from idlewrap.relay import Outcome, Relay, Result
 from idlewrap.session import Plan
 from idlewrap.settings import Settings
 from idlewrap.signals import SignalWakeup
-from idlewrap.spawn import Child, spawn_in_pty, spawn_on_pipe
+from idlewrap.spawn import Child, spawn_in_pty, spawn_on_pipe, spawn_on_pipes
+from idlewrap.streams import StreamRelay
 from idlewrap.terminal import get_size, nonblocking, raw_mode, write_all
 from idlewrap.watchdog import protocol
 from idlewrap.watchdog.link import ReportingDeadMan, WatchdogLink
@@ -76,11 +87,9 @@ def run_relayed(todo: Plan, settings: Settings, events: Events, *, term: str | N
             print(f"idlewrap: cannot run {todo.path}: {e.strerror}", file=sys.stderr)
             return EXIT_NO_SHELL
         relay = Relay(child, user_in=0, user_out=1, signals=signals, alarm=alarm)
-        deadman = DeadMansSwitch()
         guard = None if settings.exempt else IdleGuard(
             IdleDeadline(settings.idle_timeout, settings.warn_before, clock.now()),
-            deadman=deadman if watchdog is None else ReportingDeadMan(
-                deadman, watchdog, late=DEADMAN_GRACE),
+            deadman=_deadman(watchdog),
             events=events,
             style=WarningStyle(settings.warning, settings.bell, term),
             screen=relay if pty else None,
@@ -96,11 +105,23 @@ def run_relayed(todo: Plan, settings: Settings, events: Events, *, term: str | N
             signals.ignore_ending()  # the goodbye and the teardown run to their end
             _say_goodbye(result, relay, settings, child)
         failed = _end_session(child, relay)
+    _after_teardown(failed, events, watchdog)
+    return status
+
+
+def _deadman(watchdog: WatchdogLink | None) -> DeadMan:
+    """The dead man's switch; with a watchdog, one that reports each deadline to it."""
+    switch = DeadMansSwitch()
+    return switch if watchdog is None else ReportingDeadMan(switch, watchdog, late=DEADMAN_GRACE)
+
+
+def _after_teardown(failed: str | None, events: Events, watchdog: WatchdogLink | None) -> None:
+    """Say how the teardown went: to the log if it failed (the watchdog ends what is
+    left), to the watchdog as the clean end if it did not."""
     if failed is not None:
-        events.emit("teardown_failed", reason=failed)  # the watchdog ends what is left
+        events.emit("teardown_failed", reason=failed)
     elif watchdog is not None:
         watchdog.send(protocol.END)
-    return status
 
 
 def _lock_plan(settings: Settings, rhost: str | None, check: PasswordCheck | None) -> LockPlan:
@@ -141,6 +162,44 @@ def _timeout_message(reason: str, settings: Settings) -> str:
         return f"idlewrap: session closed after {settings.unlock_attempts} wrong passwords."
     limit = settings.terminate_after if reason == "locked" else None
     return settings.message.replace("{idle}", format_duration(limit or settings.idle_timeout))
+
+
+def run_streamed(todo: Plan, settings: Settings, events: Events, *,
+                 watchdog: WatchdogLink | None = None) -> int:
+    """A command without a pty, under `command_idle_timeout`: relay its streams, report.
+
+    At the deadline, a disconnect or an error every process of the session is ended,
+    as for a pty session. When the command exits on its own the wrapper leaves as
+    sshd would have: jobs it detached (`nohup job >log 2>&1 &`) live on.
+    """
+    assert settings.command_idle_timeout is not None
+    with SignalWakeup() as signals, Alarm() as alarm:
+        try:
+            child = spawn_on_pipes(todo.path, todo.argv, todo.env)
+        except OSError as e:
+            print(f"idlewrap: cannot run {todo.path}: {e.strerror}", file=sys.stderr)
+            return EXIT_NO_SHELL
+        guard = ActivityGuard(
+            IdleDeadline(settings.command_idle_timeout, 0, clock.now()),
+            output_counts=settings.command_activity == "any",
+            deadman=_deadman(watchdog),
+            now=clock.now(),
+        )
+        relay = StreamRelay(child, guard=guard, signals=signals, alarm=alarm)
+        with nonblocking(0, 1, 2):
+            result = relay.run()
+            status = _report_end(result, events)
+            signals.ignore_ending()
+            if result.outcome is Outcome.TIMEOUT:
+                message = settings.message.replace(
+                    "{idle}", format_duration(settings.command_idle_timeout))
+                with contextlib.suppress(OSError):
+                    write_all(2, f"{message}\n".encode(), 1.0)
+        relay.close()
+        # Exited on its own: detached jobs live on, as without idlewrap.
+        failed = None if result.outcome is Outcome.EXITED else teardown.end_all(relay.reap)
+    _after_teardown(failed, events, watchdog)
+    return status
 
 
 def _end_session(child: Child, relay: Relay) -> str | None:

@@ -1,7 +1,8 @@
-"""Check ids, coverage and the report of `idlewrap audit`, without root or sshd."""
+"""Check ids, coverage and the report of `idlewrap audit`, without sshd (one test needs root)."""
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -136,6 +137,20 @@ def test_forwarding_needs_channel_and_unused_connection_timeouts() -> None:
                          "unusedconnectiontimeout 900")
     found = next(c for c in audit_root(timed).checks if c.id == "sshd.forwarding")
     assert found.status == "pass"
+
+
+@pytest.mark.root
+def test_command_sessions_are_closed_by_sshd_or_by_the_policy(trusted_dir: Path) -> None:
+    untimed = GOOD_SSHD.replace("channeltimeout session=15m\n", "")
+    found = next(c for c in audit_root(untimed).checks if c.id == "sshd.command_sessions")
+    assert found.status == "warn" and "no command_idle_timeout" in found.detail
+    policy = infra.write_root_file(trusted_dir / "idlewrap.toml",
+                                   'command_idle_timeout = "10m"\n')
+    report = audit_root(untimed, facts=FACTS._replace(default_config=str(policy)))
+    found = next(c for c in report.checks if c.id == "sshd.command_sessions")
+    assert (found.status, found.detail) == (
+        "pass", "command_idle_timeout 10m (global): idlewrap ends an idle command session "
+        "(ssh host bash, no pty)")
 
 
 def test_uncovered_but_exempt_by_policy_is_exempt() -> None:

@@ -132,6 +132,20 @@ def test_resolve(login: LoginContext, expected: dict[str, tuple[object, str]],
     assert not resolved.clamped
 
 
+def test_command_sessions_have_their_own_limit() -> None:
+    policy = parse_policy('command_idle_timeout = "15m"\n[[match]]\nsessions = "command"\n'
+                          'users = "svc"\ncommand_idle_timeout = "off"\n'
+                          'command_activity = "input"\n')
+    assert DEFAULTS.command_idle_timeout is None and DEFAULTS.command_activity == "any"
+    alice = resolve(policy, ctx("alice", session="command")).settings
+    assert (alice.command_idle_timeout, alice.command_activity) == (900, "any")
+    svc = resolve(policy, ctx("svc", session="command"))
+    assert (svc.settings.command_idle_timeout, svc.settings.command_activity) == (None, "input")
+    assert svc.sources["command_idle_timeout"] == "match[1]"
+    # an interactive login of svc does not match the rule: the top level applies
+    assert resolve(policy, ctx("svc")).settings.command_idle_timeout == 900
+
+
 def test_local_login_never_matches_addresses() -> None:
     policy = parse_policy('[[match]]\naddresses = ["0.0.0.0/0", "::/0"]\nbell = false\n')
     assert resolve(policy, ctx()).settings.bell
@@ -198,6 +212,12 @@ def test_clamp_when_rules_combine_badly() -> None:
     ('[[match]]\nnot_users = ["a", 1]\n', "p.toml:2: not_users: must be a string or an array "
      "of strings, not an array"),
     ('bell = "yes"\n', "p.toml:1: bell: must be a boolean, not a string"),
+    ('command_idle_timeout = "of"\n', "p.toml:1: command_idle_timeout: 'of' is not a "
+     "duration: use seconds (\"90\") or units d, h, m, s in that order (\"1h30m\")"),
+    ('[[match]]\ncommand_idle_timeout = false\n', "p.toml:2: command_idle_timeout: expected a "
+     "duration like \"15m\" or a number of seconds, got a boolean"),
+    ('command_activity = "output"\n', "p.toml:1: command_activity: 'output' is not an "
+     "activity: use \"any\" or \"input\""),
     ('exempt = 1\n', "p.toml:1: exempt: must be a boolean, not an integer"),
     ('message = 1979-05-27\n', "p.toml:1: message: must be a string, not a date"),
     ('shell = "bash"\n', "p.toml:1: shell: 'bash' is not an absolute path"),
@@ -459,14 +479,16 @@ def value(v: object) -> str:
     return "{" + ", ".join(f"{key(k)} = {value(x)}" for k, x in v.items()) + "}"
 
 
-KNOWN_KEYS = ["idle_timeout", "warn_before", "shell", "message", "warning", "exempt", "action",
-              "unlock_attempts", "terminate_after", "bell", "name", "users", "groups",
+KNOWN_KEYS = ["idle_timeout", "warn_before", "command_idle_timeout", "command_activity", "shell",
+              "message", "warning", "exempt", "action", "unlock_attempts", "terminate_after",
+              "bell", "name", "users", "groups",
               "addresses", "sessions", "not_users", "not_groups", "syslog_socket"]
 keys = st.one_of(st.sampled_from(KNOWN_KEYS), st.text(min_size=1, max_size=6))
 scalars = st.one_of(
     st.integers(min_value=-10, max_value=10**7), st.floats(), st.booleans(),
     st.text(max_size=8), st.datetimes(), st.dates(),
-    st.sampled_from(["10m", "1h30m", "90", "45s", "interactive", "command", "10.0.0.0/8",
+    st.sampled_from(["10m", "1h30m", "90", "45s", "off", "any", "input", "interactive",
+                     "command", "10.0.0.0/8",
                      "::1", "10.1.2.3/8", "terminate", "lock", "/bin/sh", "{idle} {user}",
                      "{x}", "root", "alice"]),
 )
@@ -515,6 +537,8 @@ CLIENTS = [None, "10.1.2.3", "10.200.0.1", "192.168.1.5", "8.8.8.8", "::ffff:10.
 SETTING_VALUES: dict[str, list[Any]] = {
     "idle_timeout": [60, "5m", "10m", "1h"],
     "warn_before": ["30s", 45, "2m"],
+    "command_idle_timeout": ["off", "2m", 30],
+    "command_activity": ["any", "input"],
     "shell": ["/bin/sh", "/bin/bash"],
     "message": ["bye {user}", "idle {idle}"],
     "warning": ["careful", "soon"],
@@ -590,9 +614,9 @@ def reference_matches(rule: dict[str, Any], login: LoginContext) -> bool:
 
 
 def normal(name: str, v: Any) -> Any:
-    if name == "terminate_after":
-        return None if v == "off" else parse_duration(v)
-    return parse_duration(v) if name in ("idle_timeout", "warn_before") else v
+    if name in ("terminate_after", "command_idle_timeout") and v == "off":
+        return None
+    return parse_duration(v) if name.endswith(("idle_timeout", "warn_before", "after")) else v
 
 
 @settings(deadline=None, max_examples=250)

@@ -92,6 +92,8 @@ def test_user_in_two_groups(capsys: pytest.CaptureFixture[str], config: Path) ->
         "rule ops",
         "idle_timeout 1m30s (ops)",
         "warn_before 45s (devs, clamped to half of idle_timeout)",
+        "command_idle_timeout off (default)",
+        "command_activity any (default)",
         "shell none (the account's login shell) (default)",
         'message "bye {user}" (devs)',
         'warning "This session is idle and will be closed." (default)',
@@ -133,12 +135,15 @@ def test_json(capsys: pytest.CaptureFixture[str], config: Path) -> None:
                            "--address", "203.0.113.9", "--json")
     assert (status, err) == (0, "")
     assert json.loads(out) == {
-        "settings": {"idle_timeout": 90, "warn_before": 45, "shell": None,
+        "settings": {"idle_timeout": 90, "warn_before": 45, "command_idle_timeout": None,
+                     "command_activity": "any", "shell": None,
                      "message": "bye {user}",
                      "warning": "This session is idle and will be closed.",
                      "exempt": False, "action": "terminate", "unlock_attempts": 3,
                      "terminate_after": None, "bell": False},
-        "sources": {"idle_timeout": "ops", "warn_before": "devs", "shell": "default",
+        "sources": {"idle_timeout": "ops", "warn_before": "devs",
+                    "command_idle_timeout": "default", "command_activity": "default",
+                    "shell": "default",
                     "message": "devs", "warning": "default", "exempt": "default",
                     "action": "default", "unlock_attempts": "default",
                     "terminate_after": "default", "bell": "global"},

@@ -104,7 +104,7 @@ def audit_account(user: str, shell: str, sshd: SshdConfig, host: HostFacts) -> A
         _accept_env(sshd),
         _client_alive(sshd, host.sshd_version),
         _forwarding(sshd, host.sshd_version),
-        _command_sessions(sshd),
+        _command_sessions(sshd, mode, resolve(policy, ctx._replace(session="command"))),
         _idle_timeout(resolved, ctx, config, host, problems, mode),
     ]
     if mode is None and resolved.settings.exempt:
@@ -317,15 +317,21 @@ def _forwarding(sshd: SshdConfig, version: tuple[int, int] | None) -> Check:
                  "stays open", fix=fix)
 
 
-def _command_sessions(sshd: SshdConfig) -> Check:
+def _command_sessions(sshd: SshdConfig, mode: Mode | None, commands: Resolved) -> Check:
+    """Is `ssh host bash` (no pty) closed when idle: by sshd, or by the policy's limit?"""
     name = "sshd.command_sessions"
     timeout = channel_timeout(sshd, "session")
     if timeout is not None:
         return check(name, "pass", f"ChannelTimeout session={format_duration(timeout)}: an "
                      "idle command session (ssh host bash, no pty) is closed by sshd")
-    return check(name, "warn", "no ChannelTimeout for session channels: `ssh host bash` "
-                 "gives a shell without a pty, which idlewrap runs without a deadline "
-                 "(docs/security.md)")
+    limit = commands.settings.command_idle_timeout
+    if mode is not None and limit is not None and not commands.settings.exempt:
+        source = commands.sources["command_idle_timeout"]
+        return check(name, "pass", f"command_idle_timeout {format_duration(limit)} ({source}): "
+                     "idlewrap ends an idle command session (ssh host bash, no pty)")
+    return check(name, "warn", "no ChannelTimeout for session channels and no "
+                 "command_idle_timeout: `ssh host bash` gives a shell without a pty, which "
+                 "runs without a deadline (docs/policy.md, Command sessions)")
 
 
 def stig_limit(ctx: LoginContext) -> tuple[int, str]:

@@ -73,7 +73,8 @@ CATALOG: dict[str, Spec] = {
         "UnusedConnectionTimeout 15m (OpenSSH 9.2+), or DisableForwarding yes",
         (DISCONNECT, "SC-10")),
     "sshd.command_sessions": Spec(
-        "ChannelTimeout session=15m (OpenSSH 9.2+): closes an idle ssh host bash",
+        "command_idle_timeout = \"15m\" in the policy (docs/policy.md), or ChannelTimeout "
+        "session=15m (OpenSSH 9.2+): either closes an idle ssh host bash",
         IDLE_END),
     "policy.idle_timeout": Spec(
         "idle_timeout = \"10m\" for sudo/wheel/adm members, at most \"15m\" for others "

@@ -24,7 +24,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--address", type=_address, metavar="IP",
                         help="client address (default: a local login, which has none)")
     parser.add_argument("--command", action="store_true",
-                        help="a command session (ssh host CMD) instead of an interactive one")
+                        help="a command session (a command without a pty: ssh host CMD, "
+                        "scp, sftp) instead of an interactive one")
     parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH",
                         help=f"policy file (default {DEFAULT_CONFIG})")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
