@@ -40,7 +40,7 @@ class Site:
     """One sshd, the users, the log receiver."""
 
     def __init__(self, e2e: E2E) -> None:
-        self.log = Receiver()
+        self.log = Receiver(keep_no_watchdog=False)  # no watchdog runs here
         users = e2e.users
         self.ann = users.user("iwl_ann")
         self.tina = users.user("iwl_tina")  # terminate_after
