@@ -76,7 +76,56 @@ class SignalSource(Protocol):
     def received(self) -> list[int]: ...
 
 
-class Relay:
+class SessionLoop:
+    """What the pty relay and the stream relay (streams.py) share: poll until there is a
+    result, the signals that end a session, and every way out, a bug included, ending it.
+
+    A subclass makes one turn of its loop (`_turn`), answers its own signals
+    (`_on_signal`), reaps (`reap`) and ends (`_finish`).
+    """
+
+    result: Result | None
+    signals: SignalSource
+
+    def _loop(self) -> Result:
+        poller = select.poll()
+        self.reap()  # a program that died before the signal handlers were in place
+        try:
+            while self.result is None:
+                self._turn(poller)
+        except Exception as error:  # a bug must end the session, never leave it unguarded
+            self.result = None
+            self._finish(Outcome.ERROR, reason=f"{type(error).__name__}: {error}")
+        assert self.result is not None
+        return self.result
+
+    def _on_signals(self) -> None:
+        for signum in self.signals.received():
+            if signum == signal.SIGCHLD:
+                self.reap()
+            elif signum == signal.SIGHUP:
+                self._finish(Outcome.DISCONNECT, signum=signum, reason="hangup")
+            elif signum in ENDING:
+                self._finish(Outcome.KILLED, signum=signum, reason="signal")
+            else:
+                self._on_signal(signum)
+            if self.result is not None:
+                return
+
+    def _turn(self, poller: select.poll) -> None:
+        raise NotImplementedError
+
+    def _on_signal(self, signum: int) -> None:
+        """A watched signal that neither reaps nor ends the session (none by default)."""
+
+    def reap(self) -> None:
+        raise NotImplementedError
+
+    def _finish(self, outcome: Outcome, *, signum: int | None = None, reason: str = "") -> None:
+        raise NotImplementedError
+
+
+class Relay(SessionLoop):
     """Relays one session until the program exits, the deadline passes or the user leaves."""
 
     def __init__(
@@ -108,21 +157,15 @@ class Relay:
     def run(self, guard: IdleGuard | None) -> Result:
         """Relay until the session ends (`guard` None: no deadline); the caller tears down."""
         self.guard = guard
-        poller = select.poll()
-        self.reap()  # a program that died before the signal handlers were in place
-        try:
-            while self.result is None:
-                self.alarm.set(self._next_wake())
-                self._register(poller)
-                for fd, mask in poller.poll():
-                    self._dispatch(fd, mask)
-                    if self.result is not None:
-                        break
-        except Exception as error:  # a bug must end the session, never leave it unguarded
-            self.result = None
-            self._finish(Outcome.ERROR, reason=f"{type(error).__name__}: {error}")
-        assert self.result is not None
-        return self.result
+        return self._loop()
+
+    def _turn(self, poller: select.poll) -> None:
+        self.alarm.set(self._next_wake())
+        self._register(poller)
+        for fd, mask in poller.poll():
+            self._dispatch(fd, mask)
+            if self.result is not None:
+                return
 
     def _next_wake(self) -> float | None:
         wake = None if self.guard is None else self.guard.wake
@@ -319,20 +362,11 @@ class Relay:
 
     # -- signals and time -------------------------------------------------------------------
 
-    def _on_signals(self) -> None:
-        for signum in self.signals.received():
-            if signum == signal.SIGCHLD:
-                self.reap()
-            elif signum == signal.SIGWINCH:
-                self._on_resize()
-            elif signum == LOCK:
-                self._on_lock_request()
-            elif signum == signal.SIGHUP:
-                self._finish(Outcome.DISCONNECT, signum=signum, reason="hangup")
-            elif signum in ENDING:
-                self._finish(Outcome.KILLED, signum=signum, reason="signal")
-            if self.result is not None:
-                return
+    def _on_signal(self, signum: int) -> None:
+        if signum == signal.SIGWINCH:
+            self._on_resize()
+        elif signum == LOCK:
+            self._on_lock_request()
 
     def reap(self) -> None:
         """Collect every exited child; the end may come with the program's."""

@@ -41,14 +41,12 @@ import errno
 import fcntl
 import os
 import select
-import signal
 import socket
 import stat
 from typing import TYPE_CHECKING
 
 from idlewrap import deadline as clock
-from idlewrap.relay import Outcome, Result
-from idlewrap.signals import ENDING
+from idlewrap.relay import Outcome, Result, SessionLoop
 from idlewrap.spawn import reap_children
 
 if TYPE_CHECKING:
@@ -200,7 +198,7 @@ def end_of(fd: int, how: int) -> None:
         os.close(null)
 
 
-class StreamRelay:
+class StreamRelay(SessionLoop):
     """Relays a command's three streams until it has exited and they ended, or the deadline."""
 
     def __init__(self, child: PipedChild, *, guard: ActivityGuard, signals: SignalSource,
@@ -224,22 +222,16 @@ class StreamRelay:
 
     def run(self) -> Result:
         """Relay until the session ends; the caller tears down."""
-        poller = select.poll()
-        self.reap()
-        try:
-            while self.result is None:
-                self.alarm.set(self.guard.wake)
-                self._register(poller)
-                for fd, mask in poller.poll(self._rest()):
-                    self._dispatch(fd, mask)
-                    if self.result is not None:
-                        break
-                self._resume_rested()
-        except Exception as error:  # a bug must end the session, never leave it unguarded
-            self.result = None
-            self._finish(Outcome.ERROR, reason=f"{type(error).__name__}: {error}")
-        assert self.result is not None
-        return self.result
+        return self._loop()
+
+    def _turn(self, poller: select.poll) -> None:
+        self.alarm.set(self.guard.wake)
+        self._register(poller)
+        for fd, mask in poller.poll(self._rest()):
+            self._dispatch(fd, mask)
+            if self.result is not None:
+                return
+        self._resume_rested()
 
     def _rest(self) -> float | None:
         """Milliseconds poll may wait: until the first resting stream's turn, if any rests."""
@@ -338,17 +330,6 @@ class StreamRelay:
         """As sshd: the session is over once the command exited and its output ended."""
         if self.child_status is not None and not any(s.open for s in self.streams[1:]):
             self._finish(Outcome.EXITED)
-
-    def _on_signals(self) -> None:
-        for signum in self.signals.received():
-            if signum == signal.SIGCHLD:
-                self.reap()
-            elif signum == signal.SIGHUP:
-                self._finish(Outcome.DISCONNECT, signum=signum, reason="hangup")
-            elif signum in ENDING:
-                self._finish(Outcome.KILLED, signum=signum, reason="signal")
-            if self.result is not None:
-                return
 
     def reap(self) -> None:
         """Collect every exited child; the end may come with the command's."""
