@@ -76,6 +76,26 @@ class SignalSource(Protocol):
     def received(self) -> list[int]: ...
 
 
+class PollSet:
+    """The fds a relay waits on and what for, handed to poll(2) again only on a change."""
+
+    def __init__(self) -> None:
+        self._poll = select.poll()
+        self._fds: tuple[int, ...] = ()
+
+    def update(self, wants: dict[int, int]) -> None:
+        """Wait on exactly `wants` (fd to POLLIN, POLLOUT, ...) from now on."""
+        for fd in set(self._fds) - wants.keys():
+            self._poll.unregister(fd)
+        for fd, mask in wants.items():
+            self._poll.register(fd, mask)
+        self._fds = tuple(wants)
+
+    def wait(self, timeout_ms: float | None = None) -> list[tuple[int, int]]:
+        """The ready fds and their events; sleeps until one is, or `timeout_ms` (None: no end)."""
+        return self._poll.poll(timeout_ms)
+
+
 class SessionLoop:
     """What the pty relay and the stream relay (streams.py) share: poll until there is a
     result, the signals that end a session, and every way out, a bug included, ending it.
@@ -88,11 +108,10 @@ class SessionLoop:
     signals: SignalSource
 
     def _loop(self) -> Result:
-        poller = select.poll()
         self.reap()  # a program that died before the signal handlers were in place
         try:
             while self.result is None:
-                self._turn(poller)
+                self._turn()
         except Exception as error:  # a bug must end the session, never leave it unguarded
             self.result = None
             self._finish(Outcome.ERROR, reason=f"{type(error).__name__}: {error}")
@@ -112,7 +131,7 @@ class SessionLoop:
             if self.result is not None:
                 return
 
-    def _turn(self, poller: select.poll) -> None:
+    def _turn(self) -> None:
         raise NotImplementedError
 
     def _on_signal(self, signum: int) -> None:
@@ -149,7 +168,7 @@ class Relay(SessionLoop):
         self.last_output = 0.0
         self.result: Result | None = None
         self._interest: tuple[object, ...] = ()
-        self._polled: tuple[int, ...] = ()
+        self._pollset = PollSet()
         os.set_blocking(child.fd, False)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -159,10 +178,10 @@ class Relay(SessionLoop):
         self.guard = guard
         return self._loop()
 
-    def _turn(self, poller: select.poll) -> None:
+    def _turn(self) -> None:
         self.alarm.set(self._next_wake())
-        self._register(poller)
-        for fd, mask in poller.poll():
+        self._register()
+        for fd, mask in self._pollset.wait():
             self._dispatch(fd, mask)
             if self.result is not None:
                 return
@@ -174,7 +193,7 @@ class Relay(SessionLoop):
             wake = drained if wake is None else min(wake, drained)
         return wake
 
-    def _register(self, poller: select.poll) -> None:
+    def _register(self) -> None:
         """Poll each fd for what it is wanted for now (re-registered only on a change)."""
         holds = self.guard is not None and self.guard.holds_output
         guard_fds = () if self.guard is None else self.guard.fds
@@ -197,12 +216,8 @@ class Relay(SessionLoop):
                 _POLL_IN if read_child else 0)
         if write_user:
             wants[self.user_out] = wants.get(self.user_out, 0) | _POLL_OUT
-        for fd in set(self._polled) - wants.keys():
-            poller.unregister(fd)
-        for fd, mask in wants.items():
-            poller.register(fd, mask)
+        self._pollset.update(wants)
         self._interest = interest
-        self._polled = tuple(wants)
 
     def _dispatch(self, fd: int, mask: int) -> None:
         if fd == self.child.fd:

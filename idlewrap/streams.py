@@ -46,7 +46,7 @@ import stat
 from typing import TYPE_CHECKING
 
 from idlewrap import deadline as clock
-from idlewrap.relay import Outcome, Result, SessionLoop
+from idlewrap.relay import Outcome, PollSet, Result, SessionLoop
 from idlewrap.spawn import reap_children
 
 if TYPE_CHECKING:
@@ -218,16 +218,16 @@ class StreamRelay(SessionLoop):
         self.child_status: int | None = None
         self.result: Result | None = None
         self._interest: tuple[tuple[bool, bool, bool], ...] = ()
-        self._polled: tuple[int, ...] = ()
+        self._pollset = PollSet()
 
     def run(self) -> Result:
         """Relay until the session ends; the caller tears down."""
         return self._loop()
 
-    def _turn(self, poller: select.poll) -> None:
+    def _turn(self) -> None:
         self.alarm.set(self.guard.wake)
-        self._register(poller)
-        for fd, mask in poller.poll(self._rest()):
+        self._register()
+        for fd, mask in self._pollset.wait(self._rest()):
             self._dispatch(fd, mask)
             if self.result is not None:
                 return
@@ -248,7 +248,7 @@ class StreamRelay(SessionLoop):
                 if stream.open and self.result is None:
                     self._pump(stream, src_ready=False)
 
-    def _register(self, poller: select.poll) -> None:
+    def _register(self) -> None:
         """Poll each open stream's source, or its destination while that is full."""
         interest = tuple((s.open, s.blocked, s.resume_at is None) for s in self.streams)
         if interest == self._interest:
@@ -264,12 +264,8 @@ class StreamRelay(SessionLoop):
             if not stream.inbound:
                 # Registered even when not written to: POLLERR there means the client left.
                 wants.setdefault(stream.dst, 0)
-        for fd in set(self._polled) - wants.keys():
-            poller.unregister(fd)
-        for fd, mask in wants.items():
-            poller.register(fd, mask)
+        self._pollset.update(wants)
         self._interest = interest
-        self._polled = tuple(wants)
 
     def _dispatch(self, fd: int, mask: int) -> None:
         if fd == self.alarm.fileno():
