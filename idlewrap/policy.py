@@ -31,7 +31,6 @@ from idlewrap.settings import (
     Watchdog,
     toml_type,
 )
-from idlewrap.toml_lines import key_lines
 from idlewrap.trust import TrustError, read_trusted
 
 
@@ -293,6 +292,8 @@ class _Parser:
 
     @cached_property
     def lines(self) -> dict[tuple[str, str], int]:
+        from idlewrap.toml_lines import key_lines  # only a file with problems needs lines
+
         return key_lines(self.text)
 
     def report(self, section: str, key: str, message: str, *, warning: bool = False) -> None:

@@ -17,7 +17,6 @@ from collections.abc import Mapping
 
 from idlewrap import deadline as clock
 from idlewrap import teardown
-from idlewrap.activity import ActivityGuard
 from idlewrap.deadline import Alarm, IdleDeadline
 from idlewrap.durations import format_duration
 from idlewrap.hardening import DeadMansSwitch, protect_process
@@ -36,7 +35,6 @@ from idlewrap.session import Plan
 from idlewrap.settings import Settings
 from idlewrap.signals import SignalWakeup
 from idlewrap.spawn import Child, spawn_in_pty, spawn_on_pipe, spawn_on_pipes
-from idlewrap.streams import StreamRelay
 from idlewrap.terminal import get_size, nonblocking, raw_mode, write_all
 from idlewrap.watchdog import protocol
 from idlewrap.watchdog.link import ReportingDeadMan, WatchdogLink
@@ -173,6 +171,10 @@ def run_streamed(todo: Plan, settings: Settings, events: Events, *,
     sshd would have: jobs it detached (`nohup job >log 2>&1 &`) live on.
     """
     assert settings.command_idle_timeout is not None
+    # Here, not at the top: an interactive session (every login) never loads them.
+    from idlewrap.activity import ActivityGuard
+    from idlewrap.streams import StreamRelay
+
     with SignalWakeup() as signals, Alarm() as alarm:
         try:
             child = spawn_on_pipes(todo.path, todo.argv, todo.env)

@@ -32,6 +32,8 @@ def test_wrapper_start_up_imports_no_command() -> None:
     assert "idlewrap.login" in loaded
     assert not {m for m in loaded if m.startswith("idlewrap.commands")}
     assert not loaded & {"json", "difflib", "shutil", "tempfile", "importlib", "urwid"}
+    # what only a timed command session (the stream relay) or a broken policy file needs
+    assert not loaded & {"idlewrap.streams", "idlewrap.activity", "idlewrap.toml_lines"}
 
 
 def test_nothing_of_the_lock_is_loaded_at_start_up() -> None:
