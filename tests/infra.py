@@ -73,12 +73,12 @@ def write_root_file(path: Path, text: str, mode: int = 0o644) -> Path:
     return path
 
 
-def installed_python_check() -> None:
+def installed_python_check(python: str = PYTHON) -> None:
     """Fail early if the venv the users run holds an idlewrap other than this checkout's."""
     where = "import idlewrap, os; print(os.path.dirname(idlewrap.__file__))"
-    probe = run(PYTHON, "-I", "-c", where, check=False)
+    probe = run(python, "-I", "-c", where, check=False)
     if probe.returncode != 0:
-        raise RuntimeError(f"{PYTHON} cannot import idlewrap (run tests/run)\n{probe.stderr}")
+        raise RuntimeError(f"{python} cannot import idlewrap (run tests/run)\n{probe.stderr}")
     installed = Path(probe.stdout.strip())
     for source in (REPO / "idlewrap").rglob("*.py"):
         target = installed / source.relative_to(REPO / "idlewrap")

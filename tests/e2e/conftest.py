@@ -17,14 +17,14 @@ from tests.conftest import REQUIRE_ROOT, missing_for_root_tests
 class E2E:
     """Session-wide real parts: a client key, test users, private sshd servers."""
 
-    def __init__(self) -> None:
-        infra.installed_python_check()
+    def __init__(self, python: str = infra.PYTHON) -> None:
+        infra.installed_python_check(python)
         self.dir = infra.private_dir("e2e")
         self.key = self.dir / "client_ed25519"
         infra.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.key))
         self.users = infra.Users((self.dir / "client_ed25519.pub").read_text().strip())
         self.servers: dict[tuple[str, str, bool], infra.SshServer] = {}
-        self.python = infra.PYTHON
+        self.python = python  # the interpreter sshd runs the wrapper with
 
     def policy(self, text: str, name: str = "policy") -> Path:
         """A trusted policy file (root-owned, in a root-owned directory) holding `text`."""
