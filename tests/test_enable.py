@@ -268,3 +268,20 @@ def test_a_marked_hook_for_another_interpreter_is_replaced() -> None:
 ])
 def test_includes(config: str, included: bool) -> None:
     assert switch.includes(config, switch.DROPIN) is included
+
+
+@pytest.mark.root
+def test_install_shell_writes_through_the_same_atomic_replacement(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    launcher = tmp_path / "idlewrap-shell"
+    launcher.write_text("an older launcher\n")
+    launcher.chmod(0o600)
+    assert install_shell.main([str(launcher), "--python", PYTHON]) == 0
+    assert capsys.readouterr() == ("", "")
+    st = launcher.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (0, 0, 0o755)
+    assert launcher.read_text() == install_shell.render(PYTHON, "/etc/idlewrap/idlewrap.toml")
+    assert [p.name for p in tmp_path.iterdir()] == ["idlewrap-shell"]  # no temporary left
+    assert install_shell.main([str(tmp_path / "missing" / "shell")]) == 1
+    assert capsys.readouterr() == (
+        "", f"idlewrap install-shell: {tmp_path}/missing/shell: No such file or directory\n")
