@@ -7,7 +7,8 @@
     idlewrap install-shell PATH [--config PATH]
     idlewrap audit [--config PATH] [--sshd-config PATH] [--pam-file PATH] [--user NAME]... [--json]
     idlewrap lock                                   (inside a session: lock it now)
-    idlewrap watchdog [--config PATH] [--cgroup-name NAME]
+    idlewrap watchdog [--config PATH] [--cgroup-name NAME] [--no-cgroups]
+    idlewrap enable [--dry-run] / idlewrap disable [--dry-run]   (switch it on or off)
 
 Only the command line an admin wrote decides what the wrapper does: no
 environment variable is consulted except those sshd sets for the session.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from types import ModuleType
 from typing import NoReturn
 
 from idlewrap import __version__
@@ -25,24 +27,39 @@ from idlewrap.settings import DEFAULT_CONFIG
 
 # Each is the module idlewrap/commands/NAME.py ("-" as "_") with main(argv) -> int,
 # imported only when run: the wrapper's start-up loads none of them.
-COMMANDS = ("demo", "check", "policy", "install-shell", "audit", "lock", "watchdog")
+# Each also has parser() -> ArgumentParser, which its main uses and idlewrap.manpages reads.
+COMMANDS = ("demo", "check", "policy", "install-shell", "audit", "lock", "watchdog", "enable",
+            "disable")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line `argv` (default: sys.argv[1:]) and return the exit status."""
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in COMMANDS:
-        return _finish(_command(args[0], args[1:]))
-    parser = argparse.ArgumentParser(
+        status: int = command_module(args[0]).main(args[1:])
+        return _finish(status)
+    options = parser().parse_args(args)
+    return _wrap(options.config, os.environ.get("SSH_ORIGINAL_COMMAND"))
+
+
+def parser() -> argparse.ArgumentParser:
+    """The wrapper's own command line (``python3 -I -m idlewrap``)."""
+    wrapper = argparse.ArgumentParser(
         prog="idlewrap",
         description="Run the user's shell and end the session after a time without input. "
         f"Commands: {', '.join(COMMANDS)} (idlewrap COMMAND --help).",
     )
-    parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH",
-                        help=f"the policy file (default {DEFAULT_CONFIG})")
-    parser.add_argument("--version", action="version", version=f"idlewrap {__version__}")
-    options = parser.parse_args(args)
-    return _wrap(options.config, os.environ.get("SSH_ORIGINAL_COMMAND"))
+    wrapper.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH",
+                         help=f"the policy file (default {DEFAULT_CONFIG})")
+    wrapper.add_argument("--version", action="version", version=f"idlewrap {__version__}")
+    return wrapper
+
+
+def command_module(name: str) -> ModuleType:
+    """The module of command ``name`` (one of COMMANDS), imported now."""
+    import importlib
+
+    return importlib.import_module(f"idlewrap.commands.{name.replace('-', '_')}")
 
 
 def login_shell(args: list[str], config: str = DEFAULT_CONFIG) -> int:
@@ -70,14 +87,6 @@ def _wrap(config: str, command: str | None) -> int:
     from idlewrap.login import run_login
 
     return _finish(run_login(config=config, command=command, env=os.environ))
-
-
-def _command(name: str, args: list[str]) -> int:
-    import importlib
-
-    module = importlib.import_module(f"idlewrap.commands.{name.replace('-', '_')}")
-    status: int = module.main(args)
-    return status
 
 
 def _finish(status: int) -> NoReturn:

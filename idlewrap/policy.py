@@ -268,9 +268,10 @@ ORDERED = (
     Ordered("idle_timeout", "terminate_after", "terminate_after"),
 )
 
-_SELECTORS = ("users", "groups", "addresses", "sessions", "not_users", "not_groups")
+# the keys of a [[match]] rule that choose logins (idlewrap.manpages documents each)
+SELECTORS = ("users", "groups", "addresses", "sessions", "not_users", "not_groups")
 _TOP_KEYS = (*SETTING_KEYS, "match", *TABLES)
-_RULE_KEYS = ("name", *_SELECTORS, *SETTING_KEYS)
+_RULE_KEYS = ("name", *SELECTORS, *SETTING_KEYS)
 _RESERVED_LABELS = ("global", "default")
 
 

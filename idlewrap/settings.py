@@ -147,7 +147,7 @@ def choice(noun: str, *values: str, not_yet: tuple[str, ...] = ()) -> Kind:
             raise ValueError(f'"{text}" is not supported yet (use {use})')
         raise ValueError(f"{text!r} is not {noun}: use {use}")
 
-    return Kind("string", parse, str)
+    return Kind(use, parse, str)
 
 
 class Settings(NamedTuple):

@@ -91,7 +91,7 @@ def pam_checks(stack: list[PamLine], *, use_pam: bool, pam_file: str,
                lock_needed: bool) -> tuple[list[Check], tuple[str, ...]]:
     """The ``pam.*`` checks for sshd's stack, and the ways out they open for every account."""
     hooks = [rule for rule in stack if rule.type == "session"
-             and rule.module_name == "pam_exec.so" and _hook_command(rule) is not None]
+             and rule.module_name == "pam_exec.so" and hook_command(rule) is not None]
     readenv = [rule for rule in stack if rule.module_name == "pam_env.so"
                and rule.type in ("auth", "session") and option(rule, "user_readenv") == "1"]
     lock = _lock_service(lock_needed)
@@ -112,7 +112,7 @@ def pam_checks(stack: list[PamLine], *, use_pam: bool, pam_file: str,
     return [env_check, _hook(hooks, pam_file), lock], (PAM_ENV_WAY_OUT,) if readenv else ()
 
 
-def _hook_command(rule: PamLine) -> tuple[list[str], bool] | None:
+def hook_command(rule: PamLine) -> tuple[list[str], bool] | None:
     """(command, -I given) if this pam_exec rule runs idlewrap's hook."""
     command = exec_command(rule)
     module = python_module(command[1:]) if command else None
@@ -126,7 +126,7 @@ def _hook(hooks: list[PamLine], pam_file: str) -> Check:
         return check("pam.hook", "warn", f"no idlewrap.pam_hook in {pam_file}'s session "
                      "stack: a connection whose wrapper never starts leaves no trace")
     rule = hooks[0]
-    found = _hook_command(rule)
+    found = hook_command(rule)
     assert found is not None
     command, isolated = found
     problems = [] if isolated else ["it runs as root without -I"]

@@ -41,39 +41,44 @@ class AuditError(Exception):
     """The audit cannot run (exit status 2); the message is one line for the user."""
 
 
-def main(argv: list[str]) -> int:
-    """Audit the host; print the report (text or ``--json``); return the exit status."""
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``idlewrap audit``."""
+    command = argparse.ArgumentParser(
         prog="idlewrap audit",
         description="For every account with a login shell: what ends its idle sessions, and "
         "could the user escape it. Exit status 0: nothing failed, 1: something failed, "
         "2: the audit could not run. Run as root.",
     )
-    parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH",
-                        help=f"the policy file (default {DEFAULT_CONFIG})")
-    parser.add_argument("--sshd-config", default=SSHD_CONFIG, metavar="PATH",
-                        help=f"sshd's configuration (default {SSHD_CONFIG})")
-    parser.add_argument("--pam-file", default=PAM_FILE, metavar="PATH",
-                        help=f"sshd's PAM service file (default {PAM_FILE})")
-    parser.add_argument("--user", action="append", default=[], metavar="NAME",
-                        help="audit only this account (repeatable)")
-    parser.add_argument("--addr", default="127.0.0.1", type=_address, metavar="IP",
-                        help="client address for sshd's Match blocks and the policy's "
-                        "address rules (default 127.0.0.1)")
-    parser.add_argument("--laddr", default="127.0.0.1", type=_address, metavar="IP",
-                        help="local address the connection arrives at, for Match "
-                        "LocalAddress (default 127.0.0.1)")
-    parser.add_argument("--lport", default=22, type=int, metavar="PORT",
-                        help="local port, for Match LocalPort (default 22)")
-    parser.add_argument("--sshd", default=SSHD, metavar="PATH",
-                        help=f"the sshd binary (default {SSHD})")
-    parser.add_argument("--etc", default="/etc", metavar="DIR",
-                        help="where to read the classic settings (profile, profile.d, "
-                        "bash.bashrc, systemd/logind.conf, tmux.conf) from (default /etc)")
-    parser.add_argument("--watchdog-socket", default=WATCHDOG_SOCKET, metavar="PATH",
-                        help=f"the watchdog's socket (default {WATCHDOG_SOCKET})")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    options = parser.parse_args(argv)
+    command.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH",
+                         help=f"the policy file (default {DEFAULT_CONFIG})")
+    command.add_argument("--sshd-config", default=SSHD_CONFIG, metavar="PATH",
+                         help=f"sshd's configuration (default {SSHD_CONFIG})")
+    command.add_argument("--pam-file", default=PAM_FILE, metavar="PATH",
+                         help=f"sshd's PAM service file (default {PAM_FILE})")
+    command.add_argument("--user", action="append", default=[], metavar="NAME",
+                         help="audit only this account (repeatable)")
+    command.add_argument("--addr", default="127.0.0.1", type=_address, metavar="IP",
+                         help="client address for sshd's Match blocks and the policy's "
+                         "address rules (default 127.0.0.1)")
+    command.add_argument("--laddr", default="127.0.0.1", type=_address, metavar="IP",
+                         help="local address the connection arrives at, for Match "
+                         "LocalAddress (default 127.0.0.1)")
+    command.add_argument("--lport", default=22, type=int, metavar="PORT",
+                         help="local port, for Match LocalPort (default 22)")
+    command.add_argument("--sshd", default=SSHD, metavar="PATH",
+                         help=f"the sshd binary (default {SSHD})")
+    command.add_argument("--etc", default="/etc", metavar="DIR",
+                         help="where to read the classic settings (profile, profile.d, "
+                         "bash.bashrc, systemd/logind.conf, tmux.conf) from (default /etc)")
+    command.add_argument("--watchdog-socket", default=WATCHDOG_SOCKET, metavar="PATH",
+                         help=f"the watchdog's socket (default {WATCHDOG_SOCKET})")
+    command.add_argument("--json", action="store_true", help="print one JSON object")
+    return command
+
+
+def main(argv: list[str]) -> int:
+    """Audit the host; print the report (text or ``--json``); return the exit status."""
+    options = parser().parse_args(argv)
     try:
         report = _audit(options)
     except AuditError as err:

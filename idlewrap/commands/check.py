@@ -8,6 +8,18 @@ from idlewrap.policy import PolicyError, Problem, load_policy
 from idlewrap.settings import DEFAULT_CONFIG
 
 
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``idlewrap check``."""
+    command = argparse.ArgumentParser(
+        prog="idlewrap check",
+        description="Check the idlewrap policy file: ownership, syntax, keys and values. "
+        "Silent with exit status 0 when it is good.",
+    )
+    command.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH",
+                         help=f"policy file (default {DEFAULT_CONFIG})")
+    return command
+
+
 def main(argv: list[str]) -> int:
     """Check the policy; return 0 if it is usable, 1 if not.
 
@@ -16,14 +28,7 @@ def main(argv: list[str]) -> int:
     that are not executable, rules whose ``warn_before`` gets clamped) are printed too
     but do not fail the check.
     """
-    parser = argparse.ArgumentParser(
-        prog="idlewrap check",
-        description="Check the idlewrap policy file: ownership, syntax, keys and values. "
-        "Silent with exit status 0 when it is good.",
-    )
-    parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH",
-                        help=f"policy file (default {DEFAULT_CONFIG})")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         policy = load_policy(args.config, lint=True)
     except PolicyError as err:

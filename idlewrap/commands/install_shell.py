@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 
+from idlewrap.commands.switch import write_atomically
 from idlewrap.session import LAUNCHER_MARKER
 from idlewrap.settings import DEFAULT_CONFIG
 
@@ -38,36 +38,33 @@ def render(python: str, config: str) -> str:
     return TEMPLATE.format(python=python, marker=LAUNCHER_MARKER.decode(), config=config)
 
 
-def main(argv: list[str]) -> int:
-    """Write a root-owned 0755 launcher at PATH (atomically); exit status."""
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``idlewrap install-shell``."""
+    command = argparse.ArgumentParser(
         prog="idlewrap install-shell",
         description="Write a login-shell launcher (make it the account's shell with usermod -s).",
     )
-    parser.add_argument("path", metavar="PATH",
-                        help="where to write it, e.g. /usr/local/sbin/idlewrap-shell")
-    parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH", help="the policy file")
-    parser.add_argument("--python", default=sys.executable, metavar="PATH",
-                        help="interpreter that has idlewrap installed (default: this one)")
-    options = parser.parse_args(argv)
+    command.add_argument("path", metavar="PATH",
+                         help="where to write it, e.g. /usr/local/sbin/idlewrap-shell")
+    command.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH", help="the policy file")
+    command.add_argument("--python", default=sys.executable, metavar="PATH",
+                         help="interpreter that has idlewrap installed (default: this one)")
+    return command
+
+
+def main(argv: list[str]) -> int:
+    """Write a root-owned 0755 launcher at PATH (atomically); exit status."""
+    usage = parser()
+    options = usage.parse_args(argv)
     if not os.path.isabs(options.path) or not os.path.isabs(options.python):
-        parser.error("PATH and --python must be absolute paths")
+        usage.error("PATH and --python must be absolute paths")
     if os.geteuid() != 0:
         print("idlewrap install-shell: must run as root (the launcher must be root-owned)",
               file=sys.stderr)
         return 1
-    directory = os.path.dirname(options.path)
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".idlewrap-shell.")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(render(options.python, options.config))
-            os.chown(tmp, 0, 0)
-            os.chmod(tmp, 0o755)
-            os.replace(tmp, options.path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_atomically(options.path, render(options.python, options.config),
+                         uid=0, gid=0, mode=0o755)
     except OSError as e:
         print(f"idlewrap install-shell: {options.path}: {e.strerror}", file=sys.stderr)
         return 1

@@ -61,15 +61,20 @@ def find_wrapper(pid: int, proc: str = "/proc") -> Process | None:
     return None
 
 
-def main(argv: list[str]) -> int:
-    """Ask this session's wrapper for the lock; 0 if asked, 1 with one line if not."""
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``idlewrap lock``."""
+    command = argparse.ArgumentParser(
         prog="idlewrap lock",
         description="Lock this idlewrap session at once: the screen is hidden until the "
         "account's password is typed. Run it inside the session (any shell, any depth, "
         "tmux included).",
     )
-    parser.parse_args(argv)
+    return command
+
+
+def main(argv: list[str]) -> int:
+    """Ask this session's wrapper for the lock; 0 if asked, 1 with one line if not."""
+    parser().parse_args(argv)
     problem = ask_for_lock()
     if problem is not None:
         print(f"idlewrap lock: {problem}", file=sys.stderr)

@@ -10,26 +10,31 @@ from idlewrap.policy import Resolved, load_policy_failsafe, resolve
 from idlewrap.settings import DEFAULT_CONFIG, SETTING_KEYS
 
 
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``idlewrap policy``."""
+    command = argparse.ArgumentParser(
+        prog="idlewrap policy",
+        description="Show the effective idlewrap settings for a login and their sources.",
+    )
+    command.add_argument("--user", required=True, metavar="NAME", help="the account logging in")
+    command.add_argument("--address", type=_address, metavar="IP",
+                         help="client address (default: a local login, which has none)")
+    command.add_argument("--command", action="store_true",
+                         help="a command session (a command without a pty: ssh host CMD, "
+                         "scp, sftp) instead of an interactive one")
+    command.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH",
+                         help=f"policy file (default {DEFAULT_CONFIG})")
+    command.add_argument("--json", action="store_true", help="print one JSON object")
+    return command
+
+
 def main(argv: list[str]) -> int:
     """Print the settings a login would get and which rule supplied each one.
 
     Returns 0, or 1 for an unknown user or a policy file that cannot be used (its
     problems go to stderr and the built-in defaults, which then apply, are shown).
     """
-    parser = argparse.ArgumentParser(
-        prog="idlewrap policy",
-        description="Show the effective idlewrap settings for a login and their sources.",
-    )
-    parser.add_argument("--user", required=True, metavar="NAME", help="the account logging in")
-    parser.add_argument("--address", type=_address, metavar="IP",
-                        help="client address (default: a local login, which has none)")
-    parser.add_argument("--command", action="store_true",
-                        help="a command session (a command without a pty: ssh host CMD, "
-                        "scp, sftp) instead of an interactive one")
-    parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH",
-                        help=f"policy file (default {DEFAULT_CONFIG})")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         ctx = login_context(args.user, address=args.address, command=args.command)
     except UnknownUserError as err:

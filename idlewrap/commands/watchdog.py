@@ -10,23 +10,28 @@ from idlewrap.settings import DEFAULT_CONFIG
 from idlewrap.watchdog.cgroups import DEFAULT_NAME, Cgroups
 
 
-def main(argv: list[str]) -> int:
-    """Run the watchdog until SIGTERM or SIGINT; exit status."""
-    parser = argparse.ArgumentParser(
+def parser() -> argparse.ArgumentParser:
+    """The command line of ``idlewrap watchdog``."""
+    command = argparse.ArgumentParser(
         prog="idlewrap watchdog",
         description="End what the user's own wrapper cannot: sessions without a wrapper, "
         "and every process of a connection whose wrapper died or missed its deadline.",
     )
-    parser.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH",
-                        help=f"the policy file (default {DEFAULT_CONFIG}); its [watchdog] "
-                        "table names the socket")
-    parser.add_argument("--cgroup-name", default=DEFAULT_NAME, metavar="NAME",
-                        help=f"the cgroup (under the cgroup v2 mount) that holds one per "
-                        f"connection (default {DEFAULT_NAME})")
-    parser.add_argument("--no-cgroups", action="store_true",
-                        help="find a connection's processes by their audit session id, as on a "
-                        "host without cgroup v2")
-    options = parser.parse_args(argv)
+    command.add_argument("--config", default=DEFAULT_CONFIG, metavar="PATH",
+                         help=f"the policy file (default {DEFAULT_CONFIG}); its [watchdog] "
+                         "table names the socket")
+    command.add_argument("--cgroup-name", default=DEFAULT_NAME, metavar="NAME",
+                         help=f"the cgroup (under the cgroup v2 mount) that holds one per "
+                         f"connection (default {DEFAULT_NAME})")
+    command.add_argument("--no-cgroups", action="store_true",
+                         help="find a connection's processes by their audit session id, as on a "
+                         "host without cgroup v2")
+    return command
+
+
+def main(argv: list[str]) -> int:
+    """Run the watchdog until SIGTERM or SIGINT; exit status."""
+    options = parser().parse_args(argv)
     if os.geteuid() != 0:
         print("idlewrap watchdog: must run as root", file=sys.stderr)
         return 1
