@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from idlewrap.commands import switch
 from idlewrap.commands.install_shell import render
 from idlewrap.session import is_launcher
 from idlewrap.settings import DEFAULT_CONFIG
@@ -119,9 +120,16 @@ def test_the_examples_name_the_package_interpreter() -> None:
     examples = Path("/usr/share/doc/idlewrap/examples")
     drop_in = (examples / "50-idlewrap.conf").read_text()
     hook = (examples / "sshd-session.snippet").read_text()
-    assert f"\nForceCommand {PYTHON} -I -m idlewrap\n" in drop_in
-    assert f" pam_exec.so quiet {PYTHON} -I -m idlewrap.pam_hook\n" in hook
+    assert drop_in == switch.dropin_text(PYTHON)  # what `idlewrap enable` writes
+    assert hook.endswith(f"{switch.HOOK_MARK}\n{switch.hook_line(PYTHON)}\n")
     assert "/usr/bin/python3" not in drop_in + hook and "/opt/" not in drop_in + hook
+
+
+def test_enable_dry_run_names_the_package_interpreter() -> None:
+    done = run(ENTRY, "enable", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert f"\n+ForceCommand {PYTHON} -I -m idlewrap\n" in done.stdout
+    assert f"\n+{switch.hook_line(PYTHON)}\n" in done.stdout
 
 
 def test_man_idlewrap_toml_lists_every_key() -> None:
