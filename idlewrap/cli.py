@@ -32,6 +32,10 @@ COMMANDS = ("demo", "check", "policy", "install-shell", "audit", "lock", "watchd
             "disable")
 
 
+# What a login shell is started with for a login (nothing, or a login or interactive flag).
+LOGIN_SHELL_ARGS: tuple[list[str], ...] = ([], ["-l"], ["--login"], ["-i"])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line `argv` (default: sys.argv[1:]) and return the exit status."""
     args = sys.argv[1:] if argv is None else argv
@@ -67,7 +71,7 @@ def login_shell(args: list[str], config: str = DEFAULT_CONFIG) -> int:
 
     Launchers written by `idlewrap install-shell` call exactly this; keep its signature.
     """
-    if args in ([], ["-l"], ["--login"], ["-i"]):
+    if args in LOGIN_SHELL_ARGS:
         return _wrap(config, None)
     if len(args) >= 2 and args[0] == "-c":
         import pwd

@@ -148,14 +148,14 @@ def options(parser: argparse.ArgumentParser) -> str:
 
 # -- idlewrap(8) --------------------------------------------------------------------------
 
-_LAUNCHER = ("[-l | --login | -i]", "-c COMMAND")
+_LAUNCHER = (f"[{' | '.join(a[0] for a in cli.LOGIN_SHELL_ARGS if a)}]", "-c COMMAND")
 
 
 def idlewrap_8(version: str = __version__) -> str:
     """The text of idlewrap(8)."""
     wrapper = cli.parser()
     commands = {name: cli.command_module(name).parser() for name in cli.COMMANDS}
-    hook_usage = pam_hook.USAGE.removeprefix("usage: python3 -I -m idlewrap.pam_hook")
+    hook_usage = pam_hook.USAGE.partition(" -m idlewrap.pam_hook")[2]
     synopsis = [
         _synopsis("\\fIPYTHON\\fR \\fB\\-I \\-m idlewrap\\fR", usage_words(wrapper)),
         *(_synopsis("\\fILAUNCHER\\fR", words) for words in _LAUNCHER),

@@ -66,9 +66,9 @@ def test_dry_run_prints_each_diff_and_changes_nothing(
     assert (status, err) == (0, "")
     assert files(root) == before
     dropin_diff, pam_diff = out.split(f"--- {switch.PAM_SSHD}\n")
-    assert dropin_diff == (f"--- /dev/null\n+++ {switch.DROPIN}\n@@ -0,0 +1,46 @@\n"
-                           + "".join(f"+{line}\n" for line in
-                                     switch.dropin_text(PYTHON).splitlines()))
+    lines = switch.dropin_text(PYTHON).splitlines()
+    assert dropin_diff == (f"--- /dev/null\n+++ {switch.DROPIN}\n@@ -0,0 +1,{len(lines)} @@\n"
+                           + "".join(f"+{line}\n" for line in lines))
     assert f"+ForceCommand {PYTHON} -I -m idlewrap\n" in dropin_diff
     assert pam_diff.splitlines() == [
         f"+++ {switch.PAM_SSHD}",

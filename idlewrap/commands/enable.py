@@ -107,13 +107,18 @@ def _enable(options: argparse.Namespace) -> int:
     if not changes:
         print("idlewrap enable: nothing to do, idlewrap is enabled")
         return 0
+    done = []
     if sshd_change in changes:
         done = apply([sshd_change], root)
         problem = _sshd_refuses(options.sshd, located(root, SSHD_CONFIG))
         if problem is not None:
             undo(done)
             raise SwitchError(f"sshd -t refused the drop-in, put back as it was: {problem}")
-    apply([c for c in changes if c is not sshd_change], root)
+    try:
+        apply([c for c in changes if c is not sshd_change], root)
+    except SwitchError:
+        undo(done)  # so that "nothing changed" holds for the drop-in too
+        raise
     for change in changes:
         print(f"idlewrap enable: {change.what}")
     _next_steps(options.python)
