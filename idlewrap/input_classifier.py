@@ -68,7 +68,8 @@ class InputClassifier:
 
     def feed(self, data: bytes) -> bool:
         """Parse the next bytes; True iff they completed at least one user action."""
-        if not self._carry and not self._string and b"\x1b" not in data:
+        # ESC as an int (see output_filter._ESC)
+        if not self._carry and not self._string and 0x1B not in data:
             return bool(data)
         buf = self._carry + data
         self._carry = b""

@@ -125,13 +125,18 @@ class ModeTracker:
         """The program is on the alternate screen."""
         return self._modes.alt_screen != 0
 
+    @property
+    def quiet(self) -> bool:
+        """No sequence is cut off: a chunk without ESC changes no mode."""
+        return not self._carry
+
     def snapshot(self) -> Modes:
         """The current modes (immutable, comparable)."""
         return self._modes
 
     def feed(self, data: bytes) -> None:
         """Track the modes set by the next bytes of the program's output."""
-        if not self._carry and b"\x1b" not in data:
+        if not self._carry and 0x1B not in data:  # ESC as an int (output_filter._ESC)
             return
         buf = self._carry + data
         reset_at = -1  # where the last RIS or DECSTR ended: an SGR before it no longer counts

@@ -30,7 +30,10 @@ _C0 = rb"[\x00-\x17\x19\x1c-\x1f]"  # the same, as a regex class
 _AS_ONE = bytes.maketrans(_EXECUTED + b" ", b"\x01" * (len(_EXECUTED) + 1))
 _S8C1T = re.compile(rb"\x1b" + _C0 + rb"*\x20" + _C0 + rb"*G")
 _OPEN = re.compile(rb"\x1b" + _C0 + rb"*(\x20" + _C0 + rb"*)?")  # a start of S8C1T
-_ENQ = b"\x05"
+# Single bytes are tested as ints: `b"\x1b" in data` first fails to read b"\x1b" as an
+# int, and that TypeError, built and dropped inside CPython, cost more than the scan.
+_ESC = 0x1B
+_ENQ = 0x05
 _PREFIXES = (b"", b"\x1b", b"\x1b ")  # the open part, by state
 
 
@@ -45,15 +48,20 @@ class OutputFilter:
         # 0: nothing open; 1: the last chunk ended inside `ESC`; 2: inside `ESC SP`
         self._open = 0
 
+    @property
+    def quiet(self) -> bool:
+        """No sequence is open: a chunk without ESC and ENQ passes unchanged."""
+        return not self._open
+
     def feed(self, data: bytes) -> bytes:
         """The bytes to send on for the next chunk of output (the same length or shorter)."""
-        if not self._open and b"\x1b" not in data and _ENQ not in data:
+        if not self._open and _ESC not in data and _ENQ not in data:
             return data
         if _ENQ in data:
-            data = data.replace(_ENQ, b"")
+            data = data.replace(b"\x05", b"")
         prefix = _PREFIXES[self._open]
         buf = prefix + data if prefix else data
-        if b"\x1b\x01" in buf.translate(_AS_ONE):  # how S8C1T starts
+        if buf.translate(_AS_ONE).find(b"\x1b\x01") >= 0:  # how S8C1T starts
             buf = _S8C1T.sub(_to_s7c1t, buf)
         last = buf.rfind(b"\x1b")
         tail = _OPEN.fullmatch(buf, last) if last >= 0 else None

@@ -20,6 +20,7 @@ import errno
 import os
 import select
 import signal
+from collections.abc import Callable
 from enum import Enum
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
@@ -45,6 +46,7 @@ DRAIN_QUIET = 0.1  # after the program exits, stop reading once its pty has been
 DRAIN_HELD = 0.2  # at a timeout, how long output held under the warning may take to show
 DRAIN_HELD_BYTES = 1 << 20
 
+_ESC, _ENQ = 0x1B, 0x05  # as ints: see output_filter._ESC
 _POLL_IN = select.POLLIN | select.POLLHUP | select.POLLERR
 _POLL_OUT = select.POLLOUT | select.POLLERR
 
@@ -77,11 +79,17 @@ class SignalSource(Protocol):
 
 
 class PollSet:
-    """The fds a relay waits on and what for, handed to poll(2) again only on a change."""
+    """The fds a relay waits on and what for, handed to poll(2) again only on a change.
+
+    `wait(timeout_ms=None)` returns the ready fds and their events; it sleeps until one
+    is, or `timeout_ms` has passed (None: no end).
+    """
 
     def __init__(self) -> None:
         self._poll = select.poll()
         self._fds: tuple[int, ...] = ()
+        # poll(2) itself, not a method around it: the relay calls it once a turn.
+        self.wait: Callable[..., list[tuple[int, int]]] = self._poll.poll
 
     def update(self, wants: dict[int, int]) -> None:
         """Wait on exactly `wants` (fd to POLLIN, POLLOUT, ...) from now on."""
@@ -90,10 +98,6 @@ class PollSet:
         for fd, mask in wants.items():
             self._poll.register(fd, mask)
         self._fds = tuple(wants)
-
-    def wait(self, timeout_ms: float | None = None) -> list[tuple[int, int]]:
-        """The ready fds and their events; sleeps until one is, or `timeout_ms` (None: no end)."""
-        return self._poll.poll(timeout_ms)
 
 
 class SessionLoop:
@@ -179,7 +183,9 @@ class Relay(SessionLoop):
         return self._loop()
 
     def _turn(self) -> None:
-        self.alarm.set(self._next_wake())
+        wake = self._next_wake()
+        if wake != self.alarm.at:
+            self.alarm.set(wake)
         self._register()
         for fd, mask in self._pollset.wait():
             self._dispatch(fd, mask)
@@ -195,8 +201,9 @@ class Relay(SessionLoop):
 
     def _register(self) -> None:
         """Poll each fd for what it is wanted for now (re-registered only on a change)."""
-        holds = self.guard is not None and self.guard.holds_output
-        guard_fds = () if self.guard is None else self.guard.fds
+        guard = self.guard
+        holds = guard is not None and guard.holds_output
+        guard_fds = guard.fds if guard is not None and holds else ()  # only with box or lock up
         interest = (
             self.user_in_open and not self.to_child,
             bool(self.to_child) and self.child_in_open,
@@ -283,10 +290,12 @@ class Relay(SessionLoop):
     def _on_child_output(self) -> None:
         # Reading on while the pty has more and the terminal keeps up costs one poll per
         # burst instead of one per chunk, and input is still read between bursts.
-        # The per-chunk path is kept to a read, the filter's and the mode tracker's tests
-        # for ESC (and ENQ), and a write.
+        # The per-chunk path is kept to a read, a test for ESC and ENQ, and a write: the
+        # filter and the mode tracker leave a chunk without either alone while no
+        # sequence of theirs is open (`quiet`), so only other chunks are handed to them.
         fd, out = self.child.fd, self.user_out
-        filt, feed = self.output_filter.feed, self.modes.feed
+        output_filter, modes = self.output_filter, self.modes
+        plain = output_filter.quiet and modes.quiet
         guard = self.guard
         watch = self.exited_at is not None or (guard is not None and guard.awaits_output)
         for _ in range(OUTPUT_BURST):
@@ -303,8 +312,10 @@ class Relay(SessionLoop):
                 return
             if watch:
                 self._noticed_output()
-            data = filt(data)
-            feed(data)
+            if not plain or _ESC in data or _ENQ in data:
+                data = output_filter.feed(data)
+                modes.feed(data)
+                plain = output_filter.quiet and modes.quiet
             try:
                 written = os.write(out, data)
             except BlockingIOError:

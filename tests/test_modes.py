@@ -277,3 +277,18 @@ def test_reset_reaches_defaults(data: bytes) -> None:
 
 def test_modes_are_hashable() -> None:
     assert len({DEFAULT, DEFAULT._replace(), Modes(alt_screen=47)}) == 2
+
+
+@FAST
+@given(st.lists(st.one_of(outputs, st.binary(max_size=40)), max_size=8))
+def test_a_quiet_tracker_ignores_a_chunk_without_esc(chunks: list[bytes]) -> None:
+    # The relay skips the tracker for such chunks while it is quiet: that must change nothing.
+    tracker = ModeTracker()
+    for chunk in chunks:
+        if tracker.quiet and 0x1B not in chunk:
+            before = tracker.snapshot()
+            tracker.feed(chunk)
+            assert tracker.snapshot() == before
+            assert tracker.quiet
+        else:
+            tracker.feed(chunk)

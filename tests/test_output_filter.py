@@ -102,3 +102,16 @@ def test_only_enq_and_the_final_g_change(data: bytes) -> None:
     assert all((a, b) == (ord("G"), ord("F")) for a, b in changed)
     if not terminal_executes(data):
         assert out == data
+
+
+@FAST
+@given(st.lists(ANY, max_size=6))
+def test_a_quiet_filter_passes_a_chunk_without_esc_or_enq_unchanged(chunks: list[bytes]) -> None:
+    # The relay skips the filter for such chunks while it is quiet: that must change nothing.
+    f = OutputFilter()
+    for chunk in chunks:
+        if f.quiet and 0x1B not in chunk and 0x05 not in chunk:
+            assert f.feed(chunk) == chunk
+            assert f.quiet
+        else:
+            f.feed(chunk)
