@@ -15,7 +15,6 @@ environment variable is consulted except those sshd sets for the session.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import NoReturn
@@ -33,6 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in COMMANDS:
         return _finish(_command(args[0], args[1:]))
+    config = _plain_config(args)
+    if config is not None:
+        return _wrap(config, os.environ.get("SSH_ORIGINAL_COMMAND"))
+    # --help, --version, a mistake: argparse (and the shutil, bz2, lzma, locale its help
+    # formatter loads) would cost every login about 1 MiB of private memory.
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="idlewrap",
         description="Run the user's shell and end the session after a time without input. "
@@ -43,6 +49,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"idlewrap {__version__}")
     options = parser.parse_args(args)
     return _wrap(options.config, os.environ.get("SSH_ORIGINAL_COMMAND"))
+
+
+def _plain_config(args: list[str]) -> str | None:
+    """The policy path of the command line every login has (none, or `--config PATH`).
+
+    None for anything else, which argparse then reads (or refuses) as it always did.
+    """
+    if not args:
+        return DEFAULT_CONFIG
+    if len(args) == 1 and args[0].startswith("--config=") and len(args[0]) > len("--config="):
+        return args[0].removeprefix("--config=")
+    if len(args) == 2 and args[0] == "--config" and not args[1].startswith("-"):
+        return args[1]
+    return None
 
 
 def login_shell(args: list[str], config: str = DEFAULT_CONFIG) -> int:
