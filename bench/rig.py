@@ -24,8 +24,10 @@ TICK = os.sysconf("SC_CLK_TCK")
 class Rig:
     """sshd + PAM hook + watchdog + log socket + one account (`user`)."""
 
-    def __init__(self, name: str, user: str, settings: str, *, sshd: str = "") -> None:
-        """`settings`: the policy's top-level keys; `sshd`: more sshd_config lines."""
+    def __init__(self, name: str, user: str, settings: str, *, sshd: str = "",
+                 watchdog: str = "") -> None:
+        """`settings`: the policy's top-level keys; `sshd`: more sshd_config lines;
+        `watchdog`: keys of the policy's [watchdog] table besides its socket."""
         self.work = infra.private_dir(name)
         self.users: infra.Users | None = None
         self.daemon: subprocess.Popen[bytes] | None = None
@@ -33,12 +35,12 @@ class Rig:
         self.cgroup = Path(v2_mount() or "/") / f"idlewrap-bench-{os.getpid()}"
         self.log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
-            self._start(user, settings, sshd)
+            self._start(user, settings, sshd, watchdog)
         except BaseException:
             self.close()
             raise
 
-    def _start(self, user: str, settings: str, sshd: str) -> None:
+    def _start(self, user: str, settings: str, sshd: str, watchdog: str) -> None:
         key = self.work / "key"
         infra.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
         self.users = infra.Users((self.work / "key.pub").read_text().strip())
@@ -48,7 +50,7 @@ class Rig:
         os.chmod(self.work / "log", 0o666)
         self.policy = infra.write_root_file(self.work / "idlewrap.toml", (
             f'{settings}[log]\nsyslog_socket = "{self.work / "log"}"\n'
-            f'[watchdog]\nsocket = "{self.socket}"\nwrapper_grace = "2s"\n'))
+            f'[watchdog]\nsocket = "{self.socket}"\n{watchdog}'))
         self.daemon = subprocess.Popen(
             [infra.PYTHON, "-I", "-m", "idlewrap", "watchdog", "--config", str(self.policy),
              "--cgroup-name", self.cgroup.name], stderr=subprocess.DEVNULL)

@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
         print("bench/watchdog: must run as root", file=sys.stderr)
         return 2
     rig = Rig("bench-wd", "iww_bench", 'idle_timeout = "15m"\nwarn_before = "1m"\n',
-              sshd="MaxStartups 200\nMaxSessions 200\n")
+              sshd="MaxStartups 200\nMaxSessions 200\n", watchdog='wrapper_grace = "2s"\n')
     clients: list[subprocess.Popen[bytes]] = []
     try:
         assert rig.daemon is not None

@@ -15,10 +15,10 @@ import sys
 from collections.abc import Mapping
 
 from idlewrap.environment import exec_environment
-from idlewrap.events import EventLog, connection_fields, new_session_id
+from idlewrap.events import EventLog, new_session_id
 from idlewrap.hardening import EXIT_TRACED, protect_process, tracer
-from idlewrap.identity import LoginContext, groups_of, parse_ssh_connection, session_kind
-from idlewrap.login_policy import read_policy
+from idlewrap.identity import session_kind
+from idlewrap.login_policy import Login, read_policy
 from idlewrap.session import Mode, Plan, command_name, plan, real_shell
 from idlewrap.settings import Settings
 from idlewrap.spawn import exec_replacing
@@ -40,10 +40,8 @@ def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> in
     account = pwd.getpwuid(os.getuid())
     tty = os.isatty(0)
     tty_name = os.ttyname(0) if tty else None
-    address, _ = parse_ssh_connection(env.get("SSH_CONNECTION"))
     kind = session_kind(command=command, tty=tty)
-    ctx = LoginContext(account.pw_name, account.pw_uid, groups_of(account.pw_name), address, kind)
-    policy = read_policy(config, ctx)
+    policy = read_policy(config, Login(account.pw_name, account.pw_uid, kind, env))
     settings = policy.settings
     shell = real_shell(settings.shell, account.pw_shell)
     todo = plan(shell=shell, command=command, tty=tty, env=session_env)
@@ -52,7 +50,7 @@ def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> in
         base={
             "user": account.pw_name,
             "uid": account.pw_uid,
-            **connection_fields(env),
+            **policy.connection,
             "tty": tty_name,
             "session": new_session_id(),
             "pid": os.getpid(),
@@ -80,11 +78,12 @@ def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> in
         events.close()
         return _exec(todo)
     settings = settings._replace(message=settings.message.replace("{user}", account.pw_name))
+    rhost = policy.connection.get("rhost")  # the client's address, for the lock's PAM check
     try:
         if streamed:
             return run_streamed(todo, settings, events, watchdog=watchdog)
         return run_relayed(todo, settings, events, term=env.get("TERM"),
-                           rhost=None if address is None else str(address), watchdog=watchdog)
+                           rhost=rhost if isinstance(rhost, str) else None, watchdog=watchdog)
     finally:
         events.close()
 

@@ -37,11 +37,12 @@ def test_sessions_deadlines_lateness_and_lost_events() -> None:
     assert late[0] == 0.25 and late[1] == float("inf")  # no end seen: never on time
     for name in EXPECTED[2:]:
         events.append(Event(150.0, {"event": name, "conn": "aaaaaaaaaaaa"}))
-    events.append(Event(150.0, {"event": "watchdog_kill", "conn": "bbbbbbbbbbbb"}))
+    events.append(Event(150.0, {"event": "watchdog_kill", "conn": "bbbbbbbbbbbb",
+                                "reason": "no_wrapper"}))
     events.append(Event(150.0, {"event": "watchdog_start"}))
     got, other = event_counts(events, sessions)
     assert got["session_start"] == 2 and got["timeout"] == 1 and got["pam_open_session"] == 0
-    assert other == {"watchdog_kill": 1}
+    assert other == {"watchdog_kill no_wrapper": 1}
 
 
 def test_spread() -> None:

@@ -1,14 +1,13 @@
 """The login's policy, read in a child process: the same answer as reading it here."""
 
 import os
-from ipaddress import ip_address
 from pathlib import Path
 
 import pytest
 
 from idlewrap import login_policy
-from idlewrap.identity import LoginContext
-from idlewrap.login_policy import read_here, read_policy
+from idlewrap.events import connection_fields
+from idlewrap.login_policy import Login, read_here, read_policy
 from tests import infra
 
 POLICY = """idle_timeout = "10m"
@@ -19,11 +18,12 @@ syslog_socket = "/run/x/log"
 socket = "/run/x/wd.sock"
 [[match]]
 name = "admins"
-groups = ["wheel"]
+groups = ["root"]
 addresses = ["10.0.0.0/8"]
 idle_timeout = "5m"
 """
-ADMIN = LoginContext("alice", 1000, frozenset({"wheel"}), ip_address("10.1.2.3"), "interactive")
+CONNECTION = {"SSH_CONNECTION": "10.1.2.3 50000 10.0.0.1 22"}
+ADMIN = Login("root", 0, "interactive", CONNECTION)  # in the group root, from 10/8
 
 
 @pytest.mark.root
@@ -35,6 +35,8 @@ def test_the_child_reads_what_this_process_would(trusted_dir: Path) -> None:
         300, "admins", "admins")
     assert (found.log_socket, found.watchdog_socket, found.problems) == (
         "/run/x/log", "/run/x/wd.sock", [])
+    assert found.connection == connection_fields(CONNECTION)
+    assert found.connection["rhost"] == "10.1.2.3" and found.connection["rport"] == 50000
 
 
 def test_problems_come_back_as_lines() -> None:

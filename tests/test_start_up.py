@@ -48,8 +48,10 @@ def test_wrapper_start_up_imports_no_command() -> None:
                          "argparse", "socket", "selectors"}
     # what only a timed command session (the stream relay) or a broken policy file needs
     assert not loaded & {"idlewrap.streams", "idlewrap.activity", "idlewrap.toml_lines"}
-    # what only a command needs; the policy parser, read in a child (login_policy.py)
-    assert not loaded & {"shlex", "tomllib", "datetime", "idlewrap.policy", "idlewrap.trust"}
+    # what only a command needs; the policy parser and the address, read in a child
+    # (login_policy.py)
+    assert not loaded & {"shlex", "tomllib", "datetime", "idlewrap.policy", "idlewrap.trust",
+                         "ipaddress"}
 
 
 def test_nothing_of_the_lock_is_loaded_at_start_up() -> None:
