@@ -1,8 +1,8 @@
 """The deployment the session benches log in to, from tests/infra.py's real parts.
 
 A private sshd on 127.0.0.1 whose ForceCommand is the test venv's `python -I -m idlewrap`,
-UsePAM with the PAM hook, the watchdog running as root (as in deploy.md, section 6), one
-test account, and a datagram socket standing in for /dev/log. `close()` takes all of it
+UsePAM with the PAM hook, the watchdog running as root (as in deploy.md, section 6), test
+accounts, and a datagram socket standing in for /dev/log. `close()` takes all of it
 down again, whatever state it is in (a half-made rig, Ctrl-C in the middle of a run).
 """
 
@@ -22,12 +22,13 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 class Rig:
-    """sshd + PAM hook + watchdog + log socket + one account (`user`)."""
+    """sshd + PAM hook + watchdog + log socket + `accounts` accounts named `user`, `user`1..."""
 
     def __init__(self, name: str, user: str, settings: str, *, sshd: str = "",
-                 watchdog: str = "") -> None:
+                 watchdog: str = "", accounts: int = 1) -> None:
         """`settings`: the policy's top-level keys; `sshd`: more sshd_config lines;
         `watchdog`: keys of the policy's [watchdog] table besides its socket."""
+        self.names = [user] + [f"{user}{i}" for i in range(1, accounts)]
         self.work = infra.private_dir(name)
         self.users: infra.Users | None = None
         self.daemon: subprocess.Popen[bytes] | None = None
@@ -35,16 +36,17 @@ class Rig:
         self.cgroup = Path(v2_mount() or "/") / f"idlewrap-bench-{os.getpid()}"
         self.log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
-            self._start(user, settings, sshd, watchdog)
+            self._start(settings, sshd, watchdog)
         except BaseException:
             self.close()
             raise
 
-    def _start(self, user: str, settings: str, sshd: str, watchdog: str) -> None:
+    def _start(self, settings: str, sshd: str, watchdog: str) -> None:
         key = self.work / "key"
         infra.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
         self.users = infra.Users((self.work / "key.pub").read_text().strip())
-        self.account = self.users.user(user)
+        self.accounts = [self.users.user(name) for name in self.names]
+        self.account = self.accounts[0]
         self.socket = self.work / "watchdog.sock"
         self.log.bind(str(self.work / "log"))
         os.chmod(self.work / "log", 0o666)
@@ -61,19 +63,19 @@ class Rig:
             self.work, key, hook).start()
         infra.wait_for(self.socket.exists, 10)
 
-    def ssh_argv(self, *args: str) -> list[str]:
-        """The real ssh client, logging in as the rig's account."""
+    def ssh_argv(self, *args: str, account: int = 0) -> list[str]:
+        """The real ssh client, logging in as one of the rig's accounts."""
         assert self.server is not None
-        return self.server.ssh_argv(self.account.name, *args)
+        return self.server.ssh_argv(self.names[account], *args)
 
     def close(self) -> None:
-        """Stop everything and remove the account; each step runs even if one before failed."""
+        """Stop everything and remove the accounts; each step runs even if one before failed."""
         with contextlib.suppress(Exception):
             if self.server is not None:
                 self.server.stop()
         with contextlib.suppress(Exception):
             if self.users is not None:
-                self.users.cleanup()  # the sessions' processes, then the account
+                self.users.cleanup()  # the sessions' processes, then the accounts
         with contextlib.suppress(Exception):
             if self.daemon is not None:
                 self.daemon.send_signal(signal.SIGTERM)
@@ -85,7 +87,7 @@ class Rig:
 
     def _remove_cgroups(self) -> None:
         """The connections' cgroups and their parent. What is left in one is a session's
-        privileged sshd (root's, so the account's cleanup spared it): ended by its pid."""
+        privileged sshd (root's, so the accounts' cleanup spared it): ended by its pid."""
         if not self.cgroup.is_dir():
             return
         for group in self.cgroup.iterdir():

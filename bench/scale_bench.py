@@ -74,19 +74,35 @@ def sessions_of(events: Iterable[Event], limit: float) -> dict[str, Session]:
     return found
 
 
-def event_counts(events: Iterable[Event], conns: Iterable[str]) -> tuple[Counter[str],
-                                                                        Counter[str]]:
-    """(each expected event received per connection, every other event by name)."""
+class Tally(NamedTuple):
+    got: Counter[str]  # each expected event received, by name
+    lost: int  # expected and not received
+    other: Counter[str]  # every other event, by name and reason
+    ended_by_watchdog: set[str]  # connections the watchdog ended (they log no timeout)
+
+
+def event_counts(events: Iterable[Event], conns: Iterable[str]) -> Tally:
+    """The events of the connections `conns` against those they should have logged.
+
+    A connection the watchdog ended logs `watchdog_kill` instead of its warning and timeout.
+    """
     wanted = set(conns)
-    expected: Counter[str] = Counter()
+    seen: dict[str, set[str]] = {conn: set() for conn in wanted}
+    got: Counter[str] = Counter()
     other: Counter[str] = Counter()
     for e in events:
-        name = e.fields.get("event", "?")
-        if name in EXPECTED and e.fields.get("conn") in wanted:
-            expected[name] += 1
+        name, conn = e.fields.get("event", "?"), e.fields.get("conn", "")
+        if name in EXPECTED and conn in wanted:
+            got[name] += 1
+            seen[conn].add(name)
         elif name not in ("watchdog_start", "watchdog_stop"):
             other[" ".join(filter(None, (name, e.fields.get("reason"))))] += 1
-    return expected, other
+            if name == "watchdog_kill" and conn in wanted:
+                seen[conn].add(name)
+    killed = {conn for conn, names in seen.items() if "watchdog_kill" in names}
+    lost = sum(len(set(EXPECTED) - names - ({"warning", "timeout"} if conn in killed else set()))
+               for conn, names in seen.items())
+    return Tally(got, lost, other, killed)
 
 
 def lateness(sessions: Iterable[Session], ends: Mapping[str, float]) -> list[float]:
@@ -139,8 +155,8 @@ class Clients(threading.Thread):
         self.poll = select.epoll()
         self._by_fd: dict[int, subprocess.Popen[bytes]] = {}
 
-    def start_one(self, command: str | None) -> None:
-        argv = self.rig.ssh_argv("-tt") + ([command] if command else [])
+    def start_one(self, command: str | None, account: int) -> None:
+        argv = self.rig.ssh_argv("-tt", account=account) + ([command] if command else [])
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.DEVNULL)
         assert proc.stdout is not None
@@ -314,7 +330,8 @@ class Run:
                     self.notes.append(f"only {i} logins started before the first deadline")
                     return
                 time.sleep(0.005)
-            self.clients.start_one(loop if every and i % every == 0 else None)
+            self.clients.start_one(loop if every and i % every == 0 else None,
+                                   i % len(self.rig.names))
         while self.log.count["session_start"] < a.sessions and time.monotonic() < give_up:
             time.sleep(0.02)
 
@@ -392,24 +409,24 @@ class Run:
                               f"{end_by - last_deadline:.0f} s after the last deadline")
         self.row("wrapper USS 1 s after its warning (urwid loaded), median / max",
                  spread(list(warned.values()), " MiB"))
+        tally = event_counts(self.log.events, sessions)
         timeouts = {e.fields["conn"]: e.at for e in self.log.named("timeout")}
         exits = {s.conn: self.clients.exited.get(self.ports.get(s.rport, -1), float("inf"))
                  for s in sessions.values()}
         for printing, label in ((False, "idle"), (True, "printing")):
-            group = [s for s in sessions.values() if s.printing == printing]
+            group = [s for s in sessions.values()
+                     if s.printing == printing and s.conn not in tally.ended_by_watchdog]
             if not group:
                 continue
-            self.row(f"{label} sessions: `timeout` event after the deadline, median / max",
+            self.row(f"{label} sessions ({len(group)}): `timeout` event after the deadline, "
+                     "median / max",
                      spread(lateness(group, timeouts), " s"), "≤ 0.5 s")
             self.row(f"{label} sessions: client exit after the deadline, median / max",
                      spread(lateness(group, exits), " s"), "≤ 0.5 s")
-        got, other = event_counts(self.log.events, sessions)
-        n = len(sessions)
-        lost = sum(n - got[name] for name in EXPECTED)
-        self.row("events received / expected", f"{sum(got.values())} / {n * len(EXPECTED)} ("
-                 + ", ".join(f"{name} {got[name]}" for name in EXPECTED) + ")")
-        self.row("events lost", str(lost), "0")
-        self.row("other events", ", ".join(f"{k} {v}" for k, v in other.items()) or "none")
+        self.row("events received (per session: " + ", ".join(EXPECTED) + ")",
+                 ", ".join(str(tally.got[name]) for name in EXPECTED))
+        self.row("events lost", str(tally.lost), "0")
+        self.row("other events", ", ".join(f"{k} {v}" for k, v in tally.other.items()) or "none")
 
     def _note_ports(self) -> None:
         """Each open client by its local TCP port (its session's `rport`), from /proc."""
@@ -447,6 +464,9 @@ def options(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--print-interval", type=float, default=0.01, help="s between lines")
     p.add_argument("--idle-window", type=float, default=10, help="s (at most)")
     p.add_argument("--in-flight", type=int, default=6, help="logins under way at once")
+    p.add_argument("--per-account", type=int, default=50,
+                   help="sessions per test account (default 50; the watchdog takes at most "
+                   "256 connections from one uid)")
     args = p.parse_args(argv)
     args.sessions = args.count or args.sessions
     return args
@@ -463,12 +483,13 @@ def main(argv: list[str]) -> int:
         signal.signal(sig, signal.default_int_handler)
     settings = f'idle_timeout = "{args.limit:g}s"\nwarn_before = "{args.warn:g}s"\n'
     rig = Rig("bench-scale", "iws_scale", settings,
-              sshd=f"MaxStartups {args.sessions + 10}\nMaxSessions 10\n")
+              sshd=f"MaxStartups {args.sessions + 10}\nMaxSessions 10\n",
+              accounts=-(-args.sessions // args.per_account))
     run = Run(args, rig)
     try:
         run.go()
     except KeyboardInterrupt:
-        print("bench/scale: interrupted; its sessions, account and sshd are gone",
+        print("bench/scale: interrupted; its sessions, accounts and sshd are gone",
               file=sys.stderr)
         return 130
     finally:

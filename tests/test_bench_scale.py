@@ -40,9 +40,13 @@ def test_sessions_deadlines_lateness_and_lost_events() -> None:
     events.append(Event(150.0, {"event": "watchdog_kill", "conn": "bbbbbbbbbbbb",
                                 "reason": "no_wrapper"}))
     events.append(Event(150.0, {"event": "watchdog_start"}))
-    got, other = event_counts(events, sessions)
+    tally = event_counts(events, sessions)
+    got = tally.got
     assert got["session_start"] == 2 and got["timeout"] == 1 and got["pam_open_session"] == 0
-    assert other == {"watchdog_kill no_wrapper": 1}
+    assert tally.other == {"watchdog_kill no_wrapper": 1}
+    assert tally.ended_by_watchdog == {"bbbbbbbbbbbb"}
+    # a: pam_open_session; b (ended by the watchdog): pam_open_session, pam_close_session
+    assert tally.lost == 3
 
 
 def test_spread() -> None:
