@@ -12,19 +12,15 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from bench.rig import Rig, wakeups_and_cpu
 from idlewrap.watchdog import peer, procfs
-from idlewrap.watchdog.cgroups import v2_mount
 from tests import infra
-
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str]) -> int:
@@ -33,93 +29,50 @@ def main(argv: list[str]) -> int:
     if os.geteuid() != 0:
         print("bench/watchdog: must run as root", file=sys.stderr)
         return 2
-    work = infra.private_dir("bench-wd")
-    key = work / "key"
-    infra.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key))
-    users = infra.Users((work / "key.pub").read_text().strip())
-    user = users.user("iww_bench")
-    sock = work / "watchdog.sock"
-    log = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    log.bind(str(work / "log"))
-    os.chmod(work / "log", 0o666)
-    policy = infra.write_root_file(work / "idlewrap.toml", (
-        'idle_timeout = "15m"\nwarn_before = "1m"\n'
-        f'[log]\nsyslog_socket = "{work / "log"}"\n'
-        f'[watchdog]\nsocket = "{sock}"\nwrapper_grace = "2s"\n'))
-    cgroup = f"idlewrap-bench-{os.getpid()}"
-    daemon = subprocess.Popen([infra.PYTHON, "-I", "-m", "idlewrap", "watchdog", "--config",
-                               str(policy), "--cgroup-name", cgroup],
-                              stderr=subprocess.DEVNULL)
-    hook = (f"session optional pam_exec.so quiet {infra.PYTHON} -I -m idlewrap.pam_hook "
-            f"--config {policy}")
-    server = infra.SshServer(f"ForceCommand {infra.PYTHON} -I -m idlewrap --config {policy}\n"
-                             "MaxStartups 200\nMaxSessions 200\n", work, key, hook).start()
+    rig = Rig("bench-wd", "iww_bench", 'idle_timeout = "15m"\nwarn_before = "1m"\n',
+              sshd="MaxStartups 200\nMaxSessions 200\n", watchdog='wrapper_grace = "2s"\n')
     clients: list[subprocess.Popen[bytes]] = []
     try:
-        infra.wait_for(lambda: sock.exists(), 10)
-        started, took = _login(server, user.name, sessions, clients, log)
+        assert rig.daemon is not None
+        started, took = _login(rig, sessions, clients)
         time.sleep(3)  # past the grace: every connection's one check is done
-        switches, cpu = _watch(daemon.pid, idle)
+        switches, cpu = _watch(rig.daemon.pid, idle)
         print(f"sessions registered: {started} (all logged in within {took:.1f} s)")
         print(f"watchdog, {idle:g} s idle: {switches} context switches, {cpu:.3f} s CPU")
-        wrappers = _wrappers(Path(v2_mount() or "/") / cgroup, user.uid)
+        wrappers = _wrappers(rig.cgroup, rig.account.uid)
         print(f"checking one registration (peer.refusal, median of {len(wrappers)}): "
-              f"{_median_check(wrappers, policy):.2f} ms")
-        print(f"registering (connect + register, median of 200): {_register_cost(sock):.3f} ms")
+              f"{_median_check(wrappers, rig.policy):.2f} ms")
+        print(f"registering (connect + register, median of 200): "
+              f"{_register_cost(rig.socket):.3f} ms")
         print(f"import of idlewrap.watchdog.* at login: {_import_cost():.2f} ms")
     finally:
         for client in clients:
             client.kill()
             client.wait()
-        server.stop()
-        daemon.send_signal(signal.SIGTERM)
-        daemon.wait(10)
-        _remove_cgroups(Path(v2_mount() or "/") / cgroup)
-        log.close()
-        users.cleanup()
-        infra.cleanup_run_dir()
+        rig.close()
     return 0
 
 
-def _remove_cgroups(base: Path) -> None:
-    """The connections' cgroups (empty once their sessions are gone) and their parent."""
-    if not base.is_dir():
-        return
-    for group in base.iterdir():
-        if group.is_dir():
-            infra.wait_for(lambda g=group: not (g / "cgroup.procs").read_text(), 5)
-            group.rmdir()
-    base.rmdir()
-
-
-def _login(server: infra.SshServer, user: str, count: int,
-           clients: list[subprocess.Popen[bytes]], log: socket.socket) -> tuple[int, float]:
+def _login(rig: Rig, count: int, clients: list[subprocess.Popen[bytes]]) -> tuple[int, float]:
     """Start `count` silent interactive sessions; how many logged session_start, how fast."""
     began = time.monotonic()
     for _ in range(count):
-        clients.append(subprocess.Popen(server.ssh_argv(user, "-tt"), stdin=subprocess.PIPE,
+        clients.append(subprocess.Popen(rig.ssh_argv("-tt"), stdin=subprocess.PIPE,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    log.settimeout(60)
+    rig.log.settimeout(60)
     started = 0
     while started < count:
         try:
-            started += b"event=session_start" in log.recv(65536)
+            started += b"event=session_start" in rig.log.recv(65536)
         except TimeoutError:
             break
     return started, time.monotonic() - began
 
 
 def _watch(pid: int, seconds: float) -> tuple[int, float]:
-    def sample() -> tuple[int, float]:
-        with open(f"/proc/{pid}/status") as f:
-            switches = sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return switches, (int(fields[11]) + int(fields[12])) / TICK
-
-    s0, c0 = sample()
+    s0, c0 = wakeups_and_cpu(pid)
     time.sleep(seconds)
-    s1, c1 = sample()
+    s1, c1 = wakeups_and_cpu(pid)
     return s1 - s0, c1 - c0
 
 

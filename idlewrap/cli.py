@@ -16,14 +16,16 @@ environment variable is consulted except those sshd sets for the session.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from types import ModuleType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from idlewrap import __version__
 from idlewrap.settings import DEFAULT_CONFIG
+
+if TYPE_CHECKING:
+    import argparse
 
 # Each is the module idlewrap/commands/NAME.py ("-" as "_") with main(argv) -> int,
 # imported only when run: the wrapper's start-up loads none of them.
@@ -42,12 +44,21 @@ def main(argv: list[str] | None = None) -> int:
     if args and args[0] in COMMANDS:
         status: int = command_module(args[0]).main(args[1:])
         return _finish(status)
-    options = parser().parse_args(args)
+    config = _plain_config(args)
+    if config is not None:
+        return _wrap(config, os.environ.get("SSH_ORIGINAL_COMMAND"))
+    options = parser().parse_args(args)  # --help, --version, a mistake
     return _wrap(options.config, os.environ.get("SSH_ORIGINAL_COMMAND"))
 
 
 def parser() -> argparse.ArgumentParser:
-    """The wrapper's own command line (``python3 -I -m idlewrap``)."""
+    """The wrapper's own command line (``python3 -I -m idlewrap``).
+
+    Only --help, --version and mistakes build it: argparse (and the shutil, bz2, lzma,
+    locale its help formatter loads) would cost every login about 1 MiB of private memory.
+    """
+    import argparse
+
     wrapper = argparse.ArgumentParser(
         prog="idlewrap",
         description="Run the user's shell and end the session after a time without input. "
@@ -64,6 +75,20 @@ def command_module(name: str) -> ModuleType:
     import importlib
 
     return importlib.import_module(f"idlewrap.commands.{name.replace('-', '_')}")
+
+
+def _plain_config(args: list[str]) -> str | None:
+    """The policy path of the command line every login has (none, or `--config PATH`).
+
+    None for anything else, which argparse then reads (or refuses) as it always did.
+    """
+    if not args:
+        return DEFAULT_CONFIG
+    if len(args) == 1 and args[0].startswith("--config=") and len(args[0]) > len("--config="):
+        return args[0].removeprefix("--config=")
+    if len(args) == 2 and args[0] == "--config" and not args[1].startswith("-"):
+        return args[1]
+    return None
 
 
 def login_shell(args: list[str], config: str = DEFAULT_CONFIG) -> int:

@@ -1,12 +1,31 @@
 """Who logged in: user, uid, groups, client address and session kind."""
 
+from __future__ import annotations
+
 import grp
 import os
 import pwd
-from ipaddress import IPv4Address, IPv6Address, ip_address
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
-Address = IPv4Address | IPv6Address
+if TYPE_CHECKING:
+    from ipaddress import IPv4Address, IPv6Address
+
+    Address = IPv4Address | IPv6Address
+
+
+def __getattr__(name: str) -> object:
+    """`Address` for modules that use it at run time (the policy, `idlewrap policy`).
+
+    ipaddress costs a wrapper ~0.3 MiB for the whole session, and only the login's
+    policy child (login_policy.py) parses an address: it is imported there.
+    """
+    if name == "Address":
+        from ipaddress import IPv4Address, IPv6Address
+
+        return IPv4Address | IPv6Address
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 SessionKind = Literal["interactive", "command"]
 SESSION_KINDS: tuple[SessionKind, ...] = ("interactive", "command")
 
@@ -73,6 +92,8 @@ def parse_ssh_connection(value: str | None) -> tuple[Address | None, int | None]
     Anything malformed gives ``(None, None)``: the address is then treated like a
     local login's, which never matches an ``addresses`` selector.
     """
+    from ipaddress import ip_address
+
     fields = (value or "").split()
     if len(fields) != 4:
         return None, None

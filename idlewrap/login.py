@@ -15,10 +15,10 @@ import sys
 from collections.abc import Mapping
 
 from idlewrap.environment import exec_environment
-from idlewrap.events import EventLog, connection_fields, new_session_id
+from idlewrap.events import EventLog, new_session_id
 from idlewrap.hardening import EXIT_TRACED, protect_process, tracer
-from idlewrap.identity import LoginContext, groups_of, parse_ssh_connection, session_kind
-from idlewrap.policy import Problem, load_policy_failsafe, resolve
+from idlewrap.identity import session_kind
+from idlewrap.login_policy import Login, read_policy
 from idlewrap.session import Mode, Plan, command_name, plan, real_shell
 from idlewrap.settings import Settings
 from idlewrap.spawn import exec_replacing
@@ -40,12 +40,9 @@ def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> in
     account = pwd.getpwuid(os.getuid())
     tty = os.isatty(0)
     tty_name = os.ttyname(0) if tty else None
-    policy, problems = load_policy_failsafe(config)
-    address, _ = parse_ssh_connection(env.get("SSH_CONNECTION"))
     kind = session_kind(command=command, tty=tty)
-    ctx = LoginContext(account.pw_name, account.pw_uid, groups_of(account.pw_name), address, kind)
-    resolved = resolve(policy, ctx)
-    settings = resolved.settings
+    policy = read_policy(config, Login(account.pw_name, account.pw_uid, kind, env))
+    settings = policy.settings
     shell = real_shell(settings.shell, account.pw_shell)
     todo = plan(shell=shell, command=command, tty=tty, env=session_env)
     events = EventLog(
@@ -53,13 +50,13 @@ def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> in
         base={
             "user": account.pw_name,
             "uid": account.pw_uid,
-            **connection_fields(env),
+            **policy.connection,
             "tty": tty_name,
             "session": new_session_id(),
             "pid": os.getpid(),
             "mode": todo.mode,
             "command": None if command is None else command_name(command),
-            "rule": resolved.rule,
+            "rule": policy.rule,
             **_deadline_fields(todo.mode, settings),
             "action": settings.action,
         },
@@ -67,12 +64,12 @@ def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> in
     )
     if _traced(events):
         return EXIT_TRACED
-    _report_problems(problems, config, events)
+    _report_problems(policy.problems, config, events)
     _report_loader_variables(env, events)
-    watchdog = _register(policy.watchdog.socket, events, tty=tty_name)
+    watchdog = _register(policy.watchdog_socket, events, tty=tty_name)
     events.emit("session_start", shell=shell)
     if settings.exempt:
-        events.emit("exempt", reason=f"policy {resolved.sources.get('exempt', 'default')}")
+        events.emit("exempt", reason=f"policy {policy.sources.get('exempt', 'default')}")
     streamed = todo.mode == "command"
     if streamed and (settings.exempt or settings.command_idle_timeout is None):
         if watchdog is not None:
@@ -81,11 +78,12 @@ def run_login(*, config: str, command: str | None, env: Mapping[str, str]) -> in
         events.close()
         return _exec(todo)
     settings = settings._replace(message=settings.message.replace("{user}", account.pw_name))
+    rhost = policy.connection.get("rhost")  # the client's address, for the lock's PAM check
     try:
         if streamed:
             return run_streamed(todo, settings, events, watchdog=watchdog)
         return run_relayed(todo, settings, events, term=env.get("TERM"),
-                           rhost=None if address is None else str(address), watchdog=watchdog)
+                           rhost=rhost if isinstance(rhost, str) else None, watchdog=watchdog)
     finally:
         events.close()
 
@@ -147,12 +145,12 @@ def _report_loader_variables(env: Mapping[str, str], events: EventLog) -> None:
         events.emit("config_error", reason="unsafe_environment", variables=",".join(found))
 
 
-def _report_problems(problems: list[Problem], config: str, events: EventLog) -> None:
+def _report_problems(problems: list[str], config: str, events: EventLog) -> None:
     """A broken policy means built-in defaults: say so once on stderr and once in the log."""
     if not problems:
         return
     missing = not os.path.lexists(config)
-    first = str(problems[0])
+    first = problems[0]
     more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
     events.emit(
         "config_error",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 from typing import Literal, NamedTuple
 
 Mode = Literal["interactive", "command", "pipe"]
@@ -53,6 +52,8 @@ def map_internal_sftp(command: str) -> str:
     words = command.split(maxsplit=1)
     if not words or words[0] != "internal-sftp":
         return command
+    import shlex  # here and below: only a session with a command needs it
+
     server = next((s for s in SFTP_SERVERS if os.access(s, os.X_OK)), SFTP_SERVERS[0])
     rest = f" {words[1]}" if len(words) > 1 else ""
     return shlex.quote(server) + rest
@@ -68,6 +69,8 @@ def command_name(command: str) -> str:
     secrets): `rsync` for `LC_ALL=C /usr/bin/rsync --server ...`. A line that is only
     assignments, or no words, gives "".
     """
+    import shlex
+
     try:
         words = shlex.split(command)
     except ValueError:  # unbalanced quotes: the shell will say so; the log gets a best guess

@@ -8,12 +8,14 @@ import os
 import subprocess
 import sys
 
+from idlewrap.cli import _plain_config
+from idlewrap.settings import DEFAULT_CONFIG
 from tests import infra
 
 
 def _loaded(statement: str) -> set[str]:
     """Modules that ``statement`` adds to a fresh ``-I`` interpreter running the checkout."""
-    probe = (f"import sys; sys.path.insert(0, {str(infra.REPO)!r}); import argparse, typing; "
+    probe = (f"import sys; sys.path.insert(0, {str(infra.REPO)!r}); import typing; "
              f"before = set(sys.modules); {statement}; "
              "print(*sorted(set(sys.modules) - before))")
     done = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True,
@@ -22,18 +24,34 @@ def _loaded(statement: str) -> set[str]:
 
 
 def test_cli_imports_no_command() -> None:
-    """The wrapper's entry loads nothing beyond argparse but the settings it defaults from."""
+    """The wrapper's entry loads nothing but the settings it defaults from (no argparse)."""
     assert _loaded("import idlewrap.cli") <= {
         "__future__", "idlewrap", "idlewrap.cli", "idlewrap.settings", "idlewrap.durations"}
+
+
+def test_the_login_command_line_is_read_without_argparse() -> None:
+    """argparse and what its help formatter loads cost a login ~0.8 MiB: only --help,
+    --version and mistakes reach it (docs/performance.md, "300 sessions on one host")."""
+    assert _plain_config([]) == DEFAULT_CONFIG
+    assert _plain_config(["--config", "/etc/p.toml"]) == "/etc/p.toml"
+    assert _plain_config(["--config=/etc/p.toml"]) == "/etc/p.toml"
+    for other in (["--help"], ["--version"], ["--config"], ["--config", "--help"],
+                  ["--config="], ["--conf", "/etc/p.toml"], ["--config", "a", "b"]):
+        assert _plain_config(other) is None, other
 
 
 def test_wrapper_start_up_imports_no_command() -> None:
     loaded = _loaded("import idlewrap.cli, idlewrap.login")
     assert "idlewrap.login" in loaded
     assert not {m for m in loaded if m.startswith("idlewrap.commands")}
-    assert not loaded & {"json", "difflib", "shutil", "tempfile", "importlib", "urwid"}
+    assert not loaded & {"json", "difflib", "shutil", "tempfile", "importlib", "urwid",
+                         "argparse", "socket", "selectors"}
     # what only a timed command session (the stream relay) or a broken policy file needs
     assert not loaded & {"idlewrap.streams", "idlewrap.activity", "idlewrap.toml_lines"}
+    # what only a command needs; the policy parser and the address, read in a child
+    # (login_policy.py)
+    assert not loaded & {"shlex", "tomllib", "datetime", "idlewrap.policy", "idlewrap.trust",
+                         "ipaddress"}
 
 
 def test_nothing_of_the_lock_is_loaded_at_start_up() -> None:
