@@ -48,9 +48,11 @@ from idlewrap.watchdog import peer, procfs, protocol
 from idlewrap.watchdog.cgroups import Cgroups, Group
 
 _TTY = re.compile(r"/dev/pts/[0-9]+")
-# A user may hold this many connections to the socket at once (a wrapper holds one for
-# its session): more are closed at once, so nobody can use up the daemon's descriptors.
-MAX_CLIENTS_PER_USER = 256
+# A user may hold this many connections to the socket beyond two for each SSH connection
+# of theirs the daemon follows (its wrapper and its ~/.ssh/rc runner each hold one): more
+# are closed at once, so nobody can use up the daemon's descriptors, and a user with many
+# sessions is never turned away (a fixed cap ended every session past it as no_wrapper).
+SPARE_CLIENTS_PER_USER = 64
 MAX_REFUSALS_LOGGED = 10  # per connection: a loop of fake registrations must not flood the log
 
 
@@ -118,6 +120,13 @@ class Client:
         self.wrapper: Wrapper | None = None
 
 
+def _user_name(uid: int) -> str | None:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+
+
 def _peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     pid, uid, gid = struct.unpack("3i", raw)
@@ -139,6 +148,7 @@ class Watchdog:
         self.by_watch: dict[int, Connection | Group] = {}
         self.handlers: dict[int, Callable[[], None]] = {}
         self.clients: Counter[int] = Counter()  # open connections to the socket, by uid
+        self.over_limit: set[int] = set()  # uids refused since they last were below the limit
         self.epoll = select.epoll()
         self.inotify = inotify_init()
         self.alarm = Alarm()
@@ -208,11 +218,19 @@ class Watchdog:
             return
         sock.setblocking(False)
         client = Client(sock)
-        if client.uid != 0 and self.clients[client.uid] >= MAX_CLIENTS_PER_USER:
+        if client.uid != 0 and self.clients[client.uid] >= self._client_limit(client.uid):
             sock.close()
+            if client.uid not in self.over_limit:  # once until the user is below it again
+                self.over_limit.add(client.uid)
+                self.log.emit("client_refused", user=_user_name(client.uid), uid=client.uid,
+                              pid=client.pid, clients=self.clients[client.uid])
             return
         self.clients[client.uid] += 1
         self._watch(sock.fileno(), lambda: self._on_client(client))
+
+    def _client_limit(self, uid: int) -> int:
+        connections = sum(1 for conn in self.connections.values() if conn.uid == uid)
+        return SPARE_CLIENTS_PER_USER + 2 * connections
 
     def _on_client(self, client: Client) -> None:
         try:
@@ -275,6 +293,8 @@ class Watchdog:
         self._unwatch(client.sock.fileno())
         client.sock.close()
         self.clients[client.uid] -= 1
+        if self.clients[client.uid] < self._client_limit(client.uid):
+            self.over_limit.discard(client.uid)
         wrapper, conn = client.wrapper, client.conn
         if wrapper is None or conn is None or wrapper.handed_over:
             return

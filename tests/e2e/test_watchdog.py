@@ -214,3 +214,55 @@ def test_without_cgroups_the_audit_session_id_finds_the_jobs(e2e: E2E) -> None:
         assert "audit session id" in v1.watchdog_log()
     finally:
         v1.close()
+
+
+HOLD_SOCKETS = """
+import socket, sys
+held, refused = [], 0
+for _ in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sys.argv[1])
+    s.settimeout(0.5)
+    try:
+        closed = s.recv(1) == b""  # the daemon closes a refused one at once
+    except TimeoutError:
+        closed = False
+    if closed:
+        refused += 1
+        s.close()
+    else:
+        held.append(s)
+print(refused, flush=True)
+sys.stdin.read()  # hold the rest until the test is done
+"""
+
+
+def test_many_sockets_are_refused_past_the_limit_but_the_users_sessions_still_register(
+        site: Site) -> None:
+    """A user cannot use up the daemon's descriptors, and cannot be kept from registering.
+
+    64 spare connections, then two for each SSH connection of the user: the extra ones are
+    closed and logged once; a session opened while the user holds all 64 still registers
+    (it is not ended as no_wrapper), because its connection raised the user's limit.
+    """
+    from idlewrap.watchdog.daemon import SPARE_CLIENTS_PER_USER
+
+    user = site.user("iww_many")
+    holder = subprocess.Popen(
+        ["runuser", "-u", user.name, "--", site.e2e.python, "-I", "-c", HOLD_SOCKETS,
+         str(site.socket), str(SPARE_CLIENTS_PER_USER + 3)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "3"
+        refused = site.wait_event(user.name, "client_refused")
+        assert refused["clients"] == str(SPARE_CLIENTS_PER_USER), refused.fields
+        assert len(site.events(user.name, "client_refused")) == 1
+        child = site.login(user.name)
+        # An unregistered wrapper is ended GRACE after the login, before the idle timeout:
+        # this one lives to its own timeout.
+        site.wait_event(user.name, "timeout", timeout=IDLE + 5)
+        child.expect(pexpect.EOF, timeout=5)
+        assert "watchdog_kill" not in names(site, user.name), show(site.log.events(user.name))
+    finally:
+        holder.communicate(timeout=10)
