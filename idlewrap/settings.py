@@ -11,14 +11,25 @@ docs/policy.md documents every key. A kind (:class:`Kind`) says how the file wri
 value, how it is checked, and how it is shown; the parser has no per-key code. A new
 key is one such line (and its row in docs/policy.md); a new table such as ``[log]`` is
 one NamedTuple, one entry in :data:`TABLES` and the field of that name in policy.Policy.
+
+A session imports this module (the defaults, the records) but not `typing` (records.py):
+mypy reads `typing.Annotated`; at run time the table evaluates each field's annotation
+with a stand-in (`_Annotated`) that keeps what the table needs.
 """
+
+from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Callable
-from typing import Annotated, Any, NamedTuple, get_type_hints
 
 from idlewrap.durations import format_duration, parse_duration
+from idlewrap.records import NamedTuple
+
+TYPE_CHECKING = False  # not typing's: a session never imports typing (records.py)
+if TYPE_CHECKING:
+    from typing import Annotated, Any
 
 DEFAULT_CONFIG = "/etc/idlewrap/idlewrap.toml"
 
@@ -218,12 +229,32 @@ class Table(NamedTuple):
 
 def keys_of(record: Any) -> dict[str, Key]:
     """The rows declared by the NamedTuple class ``record``, by name, in order."""
-    hints = get_type_hints(record, include_extras=True)
     rows = {}
     for name in record._fields:
-        kind, doc = hints[name].__metadata__
+        kind, doc = _hint(record, name).__metadata__
         rows[name] = Key(name, kind, record._field_defaults[name], doc)
     return rows
+
+
+class _Annotated:
+    """``Annotated[int, DURATION, "doc"]`` evaluated without typing: what the table reads of
+    typing's, the type and ``__metadata__`` (here ``(DURATION, "doc")``)."""
+
+    def __init__(self, origin: object, *metadata: object) -> None:
+        self.__origin__ = origin
+        self.__metadata__ = metadata
+
+    def __class_getitem__(cls, params: tuple[object, ...]) -> _Annotated:
+        return cls(*params)
+
+
+def _hint(record: Any, name: str) -> Any:
+    """The annotation of field ``name``; a string (``from __future__ import annotations``)
+    is evaluated in the module of ``record``, as ``typing.get_type_hints`` does."""
+    hint = record.__annotations__[name]
+    if isinstance(hint, str):
+        return eval(hint, vars(sys.modules[record.__module__]), {"Annotated": _Annotated})
+    return hint
 
 
 SETTING_KEYS = keys_of(Settings)  # the top level and every [[match]] rule
