@@ -53,7 +53,7 @@ def test_wrapper_start_up_imports_no_command() -> None:
     # what only a command needs; the policy parser and the address, read in a child
     # (login_policy.py)
     assert not loaded & {"shlex", "tomllib", "datetime", "idlewrap.policy", "idlewrap.trust",
-                         "ipaddress"}
+                         "ipaddress", "idlewrap.keys"}
 
 
 def test_a_session_loads_no_typing() -> None:
