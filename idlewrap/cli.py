@@ -19,13 +19,14 @@ from __future__ import annotations
 import os
 import sys
 from types import ModuleType
-from typing import TYPE_CHECKING, NoReturn
 
 from idlewrap import __version__
 from idlewrap.settings import DEFAULT_CONFIG
 
+TYPE_CHECKING = False  # not typing's: a session never imports typing (records.py)
 if TYPE_CHECKING:
     import argparse
+    from typing import NoReturn
 
 # Each is the module idlewrap/commands/NAME.py ("-" as "_") with main(argv) -> int,
 # imported only when run: the wrapper's start-up loads none of them.

@@ -5,12 +5,16 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-from typing import TYPE_CHECKING, Literal, NamedTuple
 
+from idlewrap.records import NamedTuple
+
+TYPE_CHECKING = False  # not typing's: a session never imports typing (records.py)
 if TYPE_CHECKING:
     from ipaddress import IPv4Address, IPv6Address
+    from typing import Literal
 
     Address = IPv4Address | IPv6Address
+    SessionKind = Literal["interactive", "command"]
 
 
 def __getattr__(name: str) -> object:
@@ -26,7 +30,6 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-SessionKind = Literal["interactive", "command"]
 SESSION_KINDS: tuple[SessionKind, ...] = ("interactive", "command")
 
 

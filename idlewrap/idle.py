@@ -29,45 +29,55 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from idlewrap.input_classifier import PASTE_END, PASTE_START, InputClassifier
+from idlewrap.records import NamedTuple
 
+TYPE_CHECKING = False  # not typing's: a session never imports typing (records.py)
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from idlewrap.deadline import IdleDeadline
     from idlewrap.lock import Lock
     from idlewrap.modes import ModeTracker
     from idlewrap.overlay import Overlay
 
+    class Events(Protocol):
+        """Where the guard reports what the user did (events.EventLog fits)."""
+
+        def emit(self, event: str, **fields: object) -> None: ...
+
+    class DeadMan(Protocol):
+        """hardening.DeadMansSwitch (watchdog.link.ReportingDeadMan with a watchdog)."""
+
+        def arm(self, seconds: float) -> None: ...
+        def hold(self) -> None: ...  # no deadline for now: a lock with no end
+        def disarm(self) -> None: ...  # the session is ending
+
+    class Screen(Protocol):
+        """The user's terminal and the program's pty, as the warning uses them (the relay)."""
+
+        @property
+        def user_fd(self) -> int: ...
+        @property
+        def modes(self) -> ModeTracker: ...
+        def flush_to_user(self, timeout: float) -> None: ...
+        def send_to_user(self, data: bytes) -> None: ...
+        def resize_program(self, *, shrink: bool) -> None: ...
+
+    class PasswordCheck(Protocol):
+        """How a typed password is checked: unlock.PamCheck (tests inject their own)."""
+
+        def unavailable(self) -> str | None:
+            """Why no password can be checked here (a `config_error` reason), or None."""
+
+        def verify(self, user: str, password: bytes, tty: str | None, rhost: str | None) -> bool:
+            """True if `password` opens the lock for `user` (runs in a child: may block)."""
+
+
 ESC_DELAY = 0.05  # like a terminal's escape delay: a lone ESC not followed by more is the Esc key
 DEADMAN_GRACE = 5.0  # the kernel kills a wrapper that missed its deadline by this much
 REPAINT_WAIT = 0.5  # longest wait for a full-screen program to react to the first resize
-
-
-class Events(Protocol):
-    """Where the guard reports what the user did (events.EventLog fits)."""
-
-    def emit(self, event: str, **fields: object) -> None: ...
-
-
-class DeadMan(Protocol):
-    """hardening.DeadMansSwitch (watchdog.link.ReportingDeadMan with a watchdog)."""
-
-    def arm(self, seconds: float) -> None: ...
-    def hold(self) -> None: ...  # no deadline for now: a lock with no end
-    def disarm(self) -> None: ...  # the session is ending
-
-
-class Screen(Protocol):
-    """The user's terminal and the program's pty, as the warning uses them (the relay)."""
-
-    @property
-    def user_fd(self) -> int: ...
-    @property
-    def modes(self) -> ModeTracker: ...
-    def flush_to_user(self, timeout: float) -> None: ...
-    def send_to_user(self, data: bytes) -> None: ...
-    def resize_program(self, *, shrink: bool) -> None: ...
 
 
 class WarningStyle(NamedTuple):
@@ -76,16 +86,6 @@ class WarningStyle(NamedTuple):
     text: str
     bell: bool
     term: str | None
-
-
-class PasswordCheck(Protocol):
-    """How a typed password is checked: unlock.PamCheck (tests inject their own)."""
-
-    def unavailable(self) -> str | None:
-        """Why no password can be checked here (a `config_error` reason), or None."""
-
-    def verify(self, user: str, password: bytes, tty: str | None, rhost: str | None) -> bool:
-        """True if `password` opens the lock for `user` (runs in a child: may block)."""
 
 
 class LockPlan(NamedTuple):

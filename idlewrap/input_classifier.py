@@ -17,7 +17,8 @@ recognised: in a UTF-8 stream 0x80-0x9F are continuation bytes, not C1 controls.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+
+from idlewrap.records import NamedTuple
 
 _ESC = 0x1B
 _BEL = 0x07

@@ -19,12 +19,16 @@ from idlewrap.events import EventLog, new_session_id
 from idlewrap.hardening import EXIT_TRACED, protect_process, tracer
 from idlewrap.identity import session_kind
 from idlewrap.login_policy import Login, read_policy
-from idlewrap.session import Mode, Plan, command_name, plan, real_shell
+from idlewrap.session import Plan, command_name, plan, real_shell
 from idlewrap.settings import Settings
 from idlewrap.spawn import exec_replacing
 from idlewrap.watchdog import protocol
 from idlewrap.watchdog.link import WatchdogLink
 from idlewrap.wrapper import EXIT_NO_SHELL, run_relayed, run_streamed
+
+TYPE_CHECKING = False  # not typing's: a session never imports typing (records.py)
+if TYPE_CHECKING:
+    from idlewrap.session import Mode
 
 REGISTER_WAIT = 0.5  # a command waits this long at most for the watchdog to check its wrapper
 

@@ -16,11 +16,15 @@ import contextlib
 import marshal
 import os
 from collections.abc import Mapping
-from typing import NamedTuple
 
 from idlewrap.events import connection_fields
-from idlewrap.identity import LoginContext, SessionKind, groups_of, parse_ssh_connection
+from idlewrap.identity import LoginContext, groups_of, parse_ssh_connection
+from idlewrap.records import NamedTuple
 from idlewrap.settings import Settings
+
+TYPE_CHECKING = False  # not typing's: a session never imports typing (records.py)
+if TYPE_CHECKING:
+    from idlewrap.identity import SessionKind
 
 
 class LoginPolicy(NamedTuple):

@@ -6,7 +6,7 @@
 Build time only (the Debian build runs it from the source tree with the system's
 python3): no session imports it, and it needs nothing but the standard library
 (neither urwid nor python-pam). The options come from each command's ``parser()``
-(cli.COMMANDS), the keys from the settings table (settings.py), the exit statuses from
+(cli.COMMANDS), the keys from the settings table (keys.py), the exit statuses from
 the constants the code returns, the example from the shipped sample policy. The .TH
 line carries the version and no build time (reproducible builds); its date is
 SOURCE_DATE_EPOCH's when that is set, as Debian's build sets it from the changelog.
@@ -30,8 +30,9 @@ from idlewrap.commands.disable import EXIT_STILL_USED
 from idlewrap.commands.switch import DROPIN, PAM_SSHD
 from idlewrap.hardening import EXIT_TRACED
 from idlewrap.identity import SESSION_KINDS
+from idlewrap.keys import SETTING_KEYS, TABLES, Key
 from idlewrap.policy import SELECTORS
-from idlewrap.settings import DEFAULT_CONFIG, SETTING_KEYS, TABLES, Key
+from idlewrap.settings import DEFAULT_CONFIG
 from idlewrap.unlock import PAM_SERVICE_FILE
 from idlewrap.wrapper import EXIT_INTERNAL, EXIT_NO_SHELL, EXIT_TIMEOUT
 

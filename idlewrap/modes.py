@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import NamedTuple
+
+from idlewrap.records import NamedTuple
 
 MAX_PARAMS = 256  # bytes of parameters in one sequence; longer ones are ignored
 _P = b"{0,%d}" % MAX_PARAMS

@@ -20,17 +20,8 @@ from typing import Any, NamedTuple
 
 from idlewrap.durations import format_duration
 from idlewrap.identity import SESSION_KINDS, Address, LoginContext
-from idlewrap.settings import (
-    DEFAULTS,
-    SETTING_KEYS,
-    TABLES,
-    Key,
-    Log,
-    Settings,
-    Table,
-    Watchdog,
-    toml_type,
-)
+from idlewrap.keys import SETTING_KEYS, TABLES, Key, Table, toml_type
+from idlewrap.settings import DEFAULTS, Log, Settings, Watchdog
 from idlewrap.trust import TrustError, read_trusted
 
 
@@ -126,7 +117,7 @@ class PolicyError(Exception):
 class Policy(NamedTuple):
     """A validated policy: top-level settings, rules in order, and a field per table.
 
-    Each table of settings.TABLES is the field of that name (``log``: ``[log]``).
+    Each table of keys.TABLES is the field of that name (``log``: ``[log]``).
     """
 
     top: Overrides

@@ -22,19 +22,29 @@ import select
 import signal
 from collections.abc import Callable
 from enum import Enum
-from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from idlewrap import deadline as clock
 from idlewrap.modes import ModeTracker
 from idlewrap.output_filter import OutputFilter
+from idlewrap.records import NamedTuple
 from idlewrap.signals import ENDING, LOCK
 from idlewrap.spawn import reap_children
 from idlewrap.terminal import get_size, set_size, write_all
 
+TYPE_CHECKING = False  # not typing's: a session never imports typing (records.py)
 if TYPE_CHECKING:
+    from typing import Protocol
+
     from idlewrap.deadline import Alarm
     from idlewrap.idle import IdleGuard
     from idlewrap.spawn import Child
+
+    class SignalSource(Protocol):
+        """signals.SignalWakeup."""
+
+        def fileno(self) -> int: ...
+        def received(self) -> list[int]: ...
+
 
 CHUNK = 65536
 OUTPUT_BURST = 16  # chunks read in a row before input gets its turn
@@ -69,13 +79,6 @@ class Result(NamedTuple):
     signal: int | None  # the signal that ended the wrapper (KILLED) or its session (DISCONNECT)
     idle: float  # seconds without user input at the end
     reason: str = ""
-
-
-class SignalSource(Protocol):
-    """signals.SignalWakeup."""
-
-    def fileno(self) -> int: ...
-    def received(self) -> list[int]: ...
 
 
 class PollSet:

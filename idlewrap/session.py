@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Literal, NamedTuple
 
-Mode = Literal["interactive", "command", "pipe"]
+from idlewrap.records import NamedTuple
+
+TYPE_CHECKING = False  # not typing's: a session never imports typing (records.py)
+if TYPE_CHECKING:
+    from typing import Literal
+
+    Mode = Literal["interactive", "command", "pipe"]
 
 FALLBACK_SHELL = "/bin/bash"
 LAUNCHER_MARKER = b"# idlewrap login-shell launcher"

@@ -11,10 +11,14 @@ from __future__ import annotations
 import os
 import signal
 import termios
-from typing import Any, NamedTuple
 
 from idlewrap.hardening import drop_subreaper
+from idlewrap.records import NamedTuple
 from idlewrap.terminal import set_size
+
+TYPE_CHECKING = False  # not typing's: a session never imports typing (records.py)
+if TYPE_CHECKING:
+    from typing import Any
 
 _DEFAULT_SIGNALS = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
 

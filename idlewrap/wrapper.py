@@ -22,11 +22,8 @@ from idlewrap.durations import format_duration
 from idlewrap.hardening import DeadMansSwitch, protect_process
 from idlewrap.idle import (
     DEADMAN_GRACE,
-    DeadMan,
-    Events,
     IdleGuard,
     LockPlan,
-    PasswordCheck,
     WarningStyle,
 )
 from idlewrap.libc import name_process
@@ -38,6 +35,10 @@ from idlewrap.spawn import Child, spawn_in_pty, spawn_on_pipe, spawn_on_pipes
 from idlewrap.terminal import get_size, nonblocking, raw_mode, write_all
 from idlewrap.watchdog import protocol
 from idlewrap.watchdog.link import ReportingDeadMan, WatchdogLink
+
+TYPE_CHECKING = False  # not typing's: a session never imports typing (records.py)
+if TYPE_CHECKING:
+    from idlewrap.idle import DeadMan, Events, PasswordCheck
 
 EXIT_TIMEOUT = 124  # as timeout(1): the session was ended for being idle
 EXIT_INTERNAL = 70  # EX_SOFTWARE (sysexits.h): the wrapper failed and ended the session

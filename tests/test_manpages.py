@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from idlewrap import __version__, cli, manpages
+from idlewrap.keys import SETTING_KEYS, TABLES
 from idlewrap.policy import SELECTORS
-from idlewrap.settings import SETTING_KEYS, TABLES
 from tests import infra
 
 SYSTEM_PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from idlewrap.commands import policy as policy_command
-from idlewrap.settings import SETTING_KEYS
+from idlewrap.keys import SETTING_KEYS
 from tests import infra
 
 GROUPS = ("iwp_ops", "iwp_dev")

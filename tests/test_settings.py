@@ -6,19 +6,8 @@ from typing import Annotated, NamedTuple
 
 import pytest
 
-from idlewrap.settings import (
-    DEFAULT_SYSLOG_SOCKET,
-    DEFAULTS,
-    DURATION,
-    SETTING_KEYS,
-    SETTING_NAMES,
-    TABLES,
-    Key,
-    Settings,
-    choice,
-    keys_of,
-    optional,
-)
+from idlewrap.keys import DURATION, SETTING_KEYS, TABLES, Key, choice, keys_of, optional
+from idlewrap.settings import DEFAULT_SYSLOG_SOCKET, DEFAULTS, SETTING_NAMES, Settings
 from tests import infra
 
 DOCS = (infra.REPO / "docs" / "policy.md").read_text()

@@ -14,8 +14,9 @@ from tests import infra
 
 
 def _loaded(statement: str) -> set[str]:
-    """Modules that ``statement`` adds to a fresh ``-I`` interpreter running the checkout."""
-    probe = (f"import sys; sys.path.insert(0, {str(infra.REPO)!r}); import typing; "
+    """Modules that ``statement`` adds to a fresh ``-I`` interpreter running the checkout
+    (``re``, with enum, functools and collections, loaded before: a session needs them)."""
+    probe = (f"import sys; sys.path.insert(0, {str(infra.REPO)!r}); import re; "
              f"before = set(sys.modules); {statement}; "
              "print(*sorted(set(sys.modules) - before))")
     done = subprocess.run([sys.executable, "-I", "-c", probe], capture_output=True, text=True,
@@ -26,7 +27,8 @@ def _loaded(statement: str) -> set[str]:
 def test_cli_imports_no_command() -> None:
     """The wrapper's entry loads nothing but the settings it defaults from (no argparse)."""
     assert _loaded("import idlewrap.cli") <= {
-        "__future__", "idlewrap", "idlewrap.cli", "idlewrap.settings", "idlewrap.durations"}
+        "__future__", "idlewrap", "idlewrap.cli", "idlewrap.settings", "idlewrap.durations",
+        "idlewrap.records", "collections.abc"}
 
 
 def test_the_login_command_line_is_read_without_argparse() -> None:
@@ -51,7 +53,16 @@ def test_wrapper_start_up_imports_no_command() -> None:
     # what only a command needs; the policy parser and the address, read in a child
     # (login_policy.py)
     assert not loaded & {"shlex", "tomllib", "datetime", "idlewrap.policy", "idlewrap.trust",
-                         "ipaddress"}
+                         "ipaddress", "idlewrap.keys"}
+
+
+def test_a_session_loads_no_typing() -> None:
+    """typing costs every session ~0.7 MiB: the records are records.NamedTuple, the
+    Protocols and Literals exist for mypy only (docs/performance.md, "300 sessions on one
+    host"); the policy parser, in the login's child, may load it."""
+    loaded = _loaded("import idlewrap.cli, idlewrap.login, idlewrap.wrapper")
+    assert "idlewrap.login" in loaded
+    assert not loaded & {"typing", "_typing", "dataclasses", "inspect"}
 
 
 def test_nothing_of_the_lock_is_loaded_at_start_up() -> None:

@@ -6,8 +6,9 @@ import sys
 from ipaddress import ip_address
 
 from idlewrap.identity import Address, UnknownUserError, login_context
+from idlewrap.keys import SETTING_KEYS
 from idlewrap.policy import Resolved, load_policy_failsafe, resolve
-from idlewrap.settings import DEFAULT_CONFIG, SETTING_KEYS
+from idlewrap.settings import DEFAULT_CONFIG
 
 
 def parser() -> argparse.ArgumentParser:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import _socket as socket  # not socket.py: its enums and selectors cost each session ~0.2 MiB
 import contextlib
 import select
-from typing import TYPE_CHECKING
 
 from idlewrap.watchdog import protocol
 
+TYPE_CHECKING = False  # not typing's: a session never imports typing (records.py)
 if TYPE_CHECKING:
     from idlewrap.idle import DeadMan
 

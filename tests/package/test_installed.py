@@ -135,7 +135,8 @@ def test_enable_dry_run_names_the_package_interpreter() -> None:
 def test_man_idlewrap_toml_lists_every_key() -> None:
     where = run("man", "-w", "idlewrap.toml")
     assert (where.returncode, where.stdout) == (0, "/usr/share/man/man5/idlewrap.toml.5.gz\n")
-    keys = run(PYTHON, "-I", "-c", "from idlewrap.settings import SETTING_NAMES, TABLES; "
+    keys = run(PYTHON, "-I", "-c", "from idlewrap.keys import TABLES; "
+               "from idlewrap.settings import SETTING_NAMES; "
                "print(*SETTING_NAMES, *(k for t in TABLES.values() for k in t.keys))")
     assert keys.returncode == 0, keys.stderr
     page = subprocess.run(["man", "-P", "cat", "idlewrap.toml"], capture_output=True, text=True,
