@@ -465,8 +465,7 @@ def options(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--idle-window", type=float, default=10, help="s (at most)")
     p.add_argument("--in-flight", type=int, default=6, help="logins under way at once")
     p.add_argument("--per-account", type=int, default=50,
-                   help="sessions per test account (default 50; the watchdog takes at most "
-                   "256 connections from one uid)")
+                   help="sessions per test account (default 50)")
     args = p.parse_args(argv)
     args.sessions = args.count or args.sessions
     return args
