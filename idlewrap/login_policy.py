@@ -15,12 +15,19 @@ from __future__ import annotations
 import contextlib
 import marshal
 import os
+import select
+import signal
+import time
 from collections.abc import Mapping
 
 from idlewrap.events import connection_fields
 from idlewrap.identity import LoginContext, groups_of, parse_ssh_connection
 from idlewrap.records import NamedTuple
 from idlewrap.settings import Settings
+
+# The child answers in milliseconds. Any process of the user may SIGSTOP it (same uid), so
+# a later answer is not waited for: the wrapper reads the policy itself instead.
+ANSWER_WITHIN = 2.0
 
 TYPE_CHECKING = False  # not typing's: a session never imports typing (records.py)
 if TYPE_CHECKING:
@@ -69,13 +76,32 @@ def read_policy(config: str, login: Login) -> LoginPolicy:
         finally:
             os._exit(status)
     os.close(w)
-    with os.fdopen(r, "rb") as answer:
-        data = answer.read()
+    try:
+        data = _answer(r)
+    finally:
+        os.close(r)
+    if data is None:  # late: stopped (the user may signal it) or stuck; it must not hold us
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
-    if status == 0:
+    if data is not None and status == 0:
         with contextlib.suppress(ValueError, EOFError, TypeError):
             return _received(data)
     return read_here(config, login)
+
+
+def _answer(fd: int) -> bytes | None:
+    """All the child wrote, or None if it did not finish within ANSWER_WITHIN."""
+    end = time.monotonic() + ANSWER_WITHIN
+    chunks: list[bytes] = []
+    while (left := end - time.monotonic()) > 0:
+        if not select.select([fd], [], [], left)[0]:
+            break
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+    return None
 
 
 def read_here(config: str, login: Login) -> LoginPolicy:

@@ -61,3 +61,31 @@ def test_no_child_no_answer_means_reading_it_here(monkeypatch: pytest.MonkeyPatc
     with monkeypatch.context() as m:
         m.setattr(login_policy, "_send", lambda fd, found: os.write(fd, b"\x00garbage"))
         assert read_policy("/nonexistent-idlewrap-test/p.toml", ADMIN) == expected
+
+
+def test_a_stopped_child_does_not_hold_the_login(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any process of the user may SIGSTOP the child: the wrapper stops waiting and reads
+    the policy itself, and the child is not left behind."""
+    import signal
+    import time
+
+    expected = read_here("/nonexistent-idlewrap-test/p.toml", ADMIN)
+    children: list[int] = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        pid = real_fork()
+        if pid:
+            children.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", fork)
+    monkeypatch.setattr(login_policy, "ANSWER_WITHIN", 0.5)
+    monkeypatch.setattr(login_policy, "_send",
+                        lambda fd, found: os.kill(os.getpid(), signal.SIGSTOP))
+    started = time.monotonic()
+    assert read_policy("/nonexistent-idlewrap-test/p.toml", ADMIN) == expected
+    assert 0.5 <= time.monotonic() - started < 2.0
+    assert len(children) == 1
+    with pytest.raises(ChildProcessError):  # reaped: no zombie, no stopped child
+        os.waitpid(children[0], os.WNOHANG)
