@@ -285,3 +285,19 @@ def test_install_shell_writes_through_the_same_atomic_replacement(
     assert install_shell.main([str(tmp_path / "missing" / "shell")]) == 1
     assert capsys.readouterr() == (
         "", f"idlewrap install-shell: {tmp_path}/missing/shell: No such file or directory\n")
+
+
+def test_a_linked_pam_file_is_not_replaced(root: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """/etc/pam.d/sshd as a symbolic link (config management does that): neither the link
+    nor the file it names is changed, and the drop-in written first is taken back."""
+    pam = root / "etc" / "pam.d" / "sshd"
+    shared = root / "shared-sshd-pam"
+    pam.rename(shared)
+    pam.symlink_to(shared)
+    before = files(root)
+    status, out, err = run("enable", root, capsys=capsys)
+    assert (status, out) == (1, "")
+    assert err == (f"idlewrap enable: {switch.PAM_SSHD}: a symbolic link, not replaced: "
+                   "change it by hand (nothing changed)\n")
+    assert pam.is_symlink() and files(root) == before

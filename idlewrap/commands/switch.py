@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
 import os
 import re
 import shlex
@@ -293,6 +294,10 @@ def apply(changes: Iterable[Change], root: str) -> list[Applied]:
     for change in changes:
         at = located(root, change.path)
         try:
+            if os.path.islink(at):
+                # Replacing the link would cut it; following it could change a file other
+                # services share (config management often links PAM files).
+                raise OSError(errno.ELOOP, "a symbolic link, not replaced: change it by hand")
             owner = _owner(at)
             if change.new is None:
                 os.unlink(at)
