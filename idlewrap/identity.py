@@ -17,19 +17,6 @@ if TYPE_CHECKING:
     SessionKind = Literal["interactive", "command"]
 
 
-def __getattr__(name: str) -> object:
-    """`Address` for modules that use it at run time (the policy, `idlewrap policy`).
-
-    ipaddress costs a wrapper ~0.3 MiB for the whole session, and only the login's
-    policy child (login_policy.py) parses an address: it is imported there.
-    """
-    if name == "Address":
-        from ipaddress import IPv4Address, IPv6Address
-
-        return IPv4Address | IPv6Address
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 SESSION_KINDS: tuple[SessionKind, ...] = ("interactive", "command")
 
 

@@ -8,6 +8,8 @@ knows only the file's structure and the checks that involve more than one key.
 See docs/policy.md for the file format.
 """
 
+from __future__ import annotations
+
 import grp
 import os
 import pwd
@@ -16,13 +18,16 @@ import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cached_property
 from ipaddress import IPv4Network, IPv6Network, ip_network
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from idlewrap.durations import format_duration
-from idlewrap.identity import SESSION_KINDS, Address, LoginContext
+from idlewrap.identity import SESSION_KINDS, LoginContext
 from idlewrap.keys import SETTING_KEYS, TABLES, Key, Table, toml_type
 from idlewrap.settings import DEFAULTS, Log, Settings, Watchdog
 from idlewrap.trust import TrustError, read_trusted
+
+if TYPE_CHECKING:
+    from idlewrap.identity import Address
 
 
 class Overrides(Mapping[str, Any]):

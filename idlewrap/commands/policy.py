@@ -1,14 +1,20 @@
 """``idlewrap policy``: the effective settings for one login (like ``sshd -T -C user=...``)."""
 
+from __future__ import annotations
+
 import argparse
 import json
 import sys
 from ipaddress import ip_address
+from typing import TYPE_CHECKING
 
-from idlewrap.identity import Address, UnknownUserError, login_context
+from idlewrap.identity import UnknownUserError, login_context
 from idlewrap.keys import SETTING_KEYS
 from idlewrap.policy import Resolved, load_policy_failsafe, resolve
 from idlewrap.settings import DEFAULT_CONFIG
+
+if TYPE_CHECKING:
+    from idlewrap.identity import Address
 
 
 def parser() -> argparse.ArgumentParser:
