@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import time
 
 from idlewrap.libc import errno, libc, one_shot
+
+TYPE_CHECKING = False  # not typing's: a session never imports typing (records.py)
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 CLOCK = time.CLOCK_BOOTTIME
 
@@ -23,9 +28,9 @@ _TFD_NONBLOCK = os.O_NONBLOCK
 _TFD_TIMER_ABSTIME = 1
 
 
-def now() -> float:
-    """Seconds on the clock every idle decision uses."""
-    return time.clock_gettime(CLOCK)
+# Seconds on the clock every idle decision uses. clock_gettime itself, bound to CLOCK,
+# not a Python function around it: the relay reads it at every key.
+now: Callable[[], float] = functools.partial(time.clock_gettime, CLOCK)
 
 
 class IdleDeadline:

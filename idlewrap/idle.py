@@ -22,7 +22,8 @@ lost.
 The relay calls `on_time` only when `wake` comes, and the guard re-arms lazily: a key
 moves the deadline but not `wake`, so while the user types the guard wakes once per
 `idle_timeout - warn_before`, finds the warning not due, and sets `wake` to the new
-time (re-arming the dead man's switch then). Keys cost no timer call.
+time (re-arming the dead man's switch then). Keys cost no timer call, and while
+nothing is up, held or pending (`at_rest`) a key without ESC only moves the deadline.
 """
 
 from __future__ import annotations
@@ -139,13 +140,18 @@ class IdleGuard:
         self._repaint_at: float | None = None
         self.awaits_output = False
         self.wake: float | None = None
+        # Kept by `_settle` after each call that may change them; plain attributes, not
+        # properties: the relay reads them every turn and at every key.
+        self.holds_output = False  # the warning box or the lock is up: output must wait
+        self.at_rest = True  # nothing up, held or pending: a key only moves the deadline
         self._arm(now)
         self._update_wake()
+        self._settle()
 
-    @property
-    def holds_output(self) -> bool:
-        """The warning box or the lock is up: the program's output must wait."""
-        return self._overlay is not None or self._lock is not None
+    def _settle(self) -> None:
+        self.holds_output = self._overlay is not None or self._lock is not None
+        self.at_rest = not (self.holds_output or self._warned or self._paste_tail is not None
+                            or self._esc_at is not None or self._classifier.pending)
 
     @property
     def fds(self) -> tuple[int, ...]:
@@ -161,6 +167,14 @@ class IdleGuard:
         what the terminal sent on its own before it and every byte after it go on.
         While locked every byte is the password prompt's and none the program's.
         """
+        if self.at_rest and 0x1B not in data:  # keys, no escape sequence: the common case
+            self.deadline.touch(now)
+            return data
+        data = self._take_input(data, now)
+        self._settle()
+        return data
+
+    def _take_input(self, data: bytes, now: float) -> bytes:
         if self._lock is not None:
             self._lock.on_input(data, now)
             self._after_lock_step(now)
@@ -175,7 +189,7 @@ class IdleGuard:
     def _on_input_dismissing(self, data: bytes, now: float) -> bytes:
         if self._paste_tail is not None:
             data = self._swallow_paste(data, now)
-            return b"" if self._paste_tail is not None else self.on_input(data, now)
+            return b"" if self._paste_tail is not None else self._take_input(data, now)
         taken = self._classifier.take_action(data)
         if not taken.action:
             self._note_pending(now)
@@ -187,7 +201,7 @@ class IdleGuard:
             rest = self._swallow_paste(rest, now)
             if self._paste_tail is not None:
                 return taken.before
-        return taken.before + self.on_input(rest, now) if rest else taken.before
+        return taken.before + self._take_input(rest, now) if rest else taken.before
 
     def _swallow_paste(self, data: bytes, now: float) -> bytes:
         """Drop paste content up to its end marker (which may arrive split); return the rest."""
@@ -212,7 +226,7 @@ class IdleGuard:
 
     def _user_acted(self, now: float) -> None:
         if not self._warned:
-            self.deadline.touch(now)
+            self.deadline.touch(now)  # the wake stays: on_time finds the deadline moved
             return
         idle = self.deadline.idle_for(now)
         self.deadline.touch(now)
@@ -248,6 +262,11 @@ class IdleGuard:
 
     def on_time(self, now: float) -> bool:
         """Act on every timer that is due; True when the session must end (`end_reason`)."""
+        ends = self._on_time(now)
+        self._settle()
+        return ends
+
+    def _on_time(self, now: float) -> bool:
         if self._esc_at is not None and now >= self._esc_at:
             self._esc_at = None
             if self._classifier.expire():
@@ -375,6 +394,7 @@ class IdleGuard:
         if self._lock is not None:
             return
         why = self._start_lock(now, "user")
+        self._settle()
         if why is None:
             self._update_wake()
             return
@@ -390,6 +410,7 @@ class IdleGuard:
         if self._lock is not None:
             self._lock.on_fd(fd, now)
             self._after_lock_step(now)
+            self._settle()
 
     def _start_lock(self, now: float, reason: str) -> str | None:
         """Lock the session (LOCKED); if it cannot be, say why (and stay as it was)."""
@@ -493,6 +514,11 @@ class IdleGuard:
         cleared and the output held under it is never shown (False).
         """
         self._deadman.disarm()
+        shown = self._stop(draw=draw)
+        self._settle()
+        return shown
+
+    def _stop(self, *, draw: bool) -> bool:
         if self._lock is not None:
             lock, self._lock = self._lock, None
             lock.close(conceal=True, draw=draw)

@@ -173,8 +173,11 @@ class Relay(SessionLoop):
         self.child_status: int | None = None
         self.exited_at: float | None = None
         self.last_output = 0.0
+        # Neither the filter nor the mode tracker has a sequence open (both `quiet`):
+        # a chunk without ESC and ENQ passes them unchanged (see _on_child_output).
+        self._plain = True
         self.result: Result | None = None
-        self._interest: tuple[object, ...] = ()
+        self._interest: tuple[object, ...] = ()  # as last registered (`_turn`)
         self._pollset = PollSet()
         os.set_blocking(child.fd, False)
 
@@ -186,37 +189,56 @@ class Relay(SessionLoop):
         return self._loop()
 
     def _turn(self) -> None:
-        wake = self._next_wake()
+        # One function, not one per step: a key and its echo after a pause run on cold
+        # caches, where every call and every object touched costs (bench/key_cost.py).
+        guard = self.guard
+        wake = None if guard is None else guard.wake
+        if self.exited_at is not None:
+            wake = self._drained_at(wake)
         if wake != self.alarm.at:
             self.alarm.set(wake)
-        self._register()
-        for fd, mask in self._pollset.wait():
-            self._dispatch(fd, mask)
-            if self.result is not None:
-                return
-
-    def _next_wake(self) -> float | None:
-        wake = None if self.guard is None else self.guard.wake
-        if self.exited_at is not None:
-            drained = max(self.exited_at, self.last_output) + DRAIN_QUIET
-            wake = drained if wake is None else min(wake, drained)
-        return wake
-
-    def _register(self) -> None:
-        """Poll each fd for what it is wanted for now (re-registered only on a change)."""
-        guard = self.guard
         holds = guard is not None and guard.holds_output
-        guard_fds = guard.fds if guard is not None and holds else ()  # only with box or lock up
         interest = (
             self.user_in_open and not self.to_child,
             bool(self.to_child) and self.child_in_open,
             self.child_out_open and not self.to_user and not holds,
             bool(self.to_user),
-            guard_fds,
+            guard.fds if guard is not None and holds else (),  # only with box or lock up
         )
-        if interest == self._interest:
-            return
-        read_user, write_child, read_child, write_user, _ = interest
+        if interest != self._interest:
+            self._register(interest)
+        for fd, mask in self._pollset.wait():
+            if fd == self.child.fd:
+                if mask & _POLL_OUT and self.to_child and self.child_in_open:
+                    self.to_child = self._write(fd, self.to_child, user_side=False)
+                if mask & _POLL_IN and self.child_out_open:
+                    self._on_child_output()
+            elif fd == self.user_out and mask & _POLL_OUT:
+                if self.to_user:
+                    self.to_user = self._write(fd, self.to_user, user_side=True)
+                    if not self.to_user and self.exited_at is not None:
+                        self._end_if_drained()
+            elif fd == self.user_in:
+                self._on_user_input()
+            elif fd == self.alarm.fileno():
+                self.alarm.clear()
+                self._on_time(clock.now())
+            elif fd == self.signals.fileno():
+                self._on_signals()
+            elif self.guard is not None:
+                self.guard.on_fd(fd, clock.now())  # the guard's own (a password check's verdict)
+            if self.result is not None:
+                return
+
+    def _drained_at(self, wake: float | None) -> float:
+        """The program exited: wake when its pty has been quiet long enough, or at `wake`."""
+        assert self.exited_at is not None
+        drained = max(self.exited_at, self.last_output) + DRAIN_QUIET
+        return drained if wake is None else min(wake, drained)
+
+    def _register(self, interest: tuple[bool, bool, bool, bool, tuple[int, ...]]) -> None:
+        """Poll each fd for what `interest` says it is wanted for now (see `_turn`)."""
+        read_user, write_child, read_child, write_user, guard_fds = interest
         wants = {self.signals.fileno(): select.POLLIN, self.alarm.fileno(): select.POLLIN}
         wants.update(dict.fromkeys(guard_fds, _POLL_IN))
         if read_user:
@@ -228,27 +250,6 @@ class Relay(SessionLoop):
             wants[self.user_out] = wants.get(self.user_out, 0) | _POLL_OUT
         self._pollset.update(wants)
         self._interest = interest
-
-    def _dispatch(self, fd: int, mask: int) -> None:
-        if fd == self.child.fd:
-            if mask & _POLL_OUT and self.to_child and self.child_in_open:
-                self.to_child = self._write(fd, self.to_child, user_side=False)
-            if mask & _POLL_IN and self.child_out_open:
-                self._on_child_output()
-        elif fd == self.user_out and mask & _POLL_OUT:
-            if self.to_user:
-                self.to_user = self._write(fd, self.to_user, user_side=True)
-                if not self.to_user and self.exited_at is not None:
-                    self._end_if_drained()
-        elif fd == self.user_in:
-            self._on_user_input()
-        elif fd == self.alarm.fileno():
-            self.alarm.clear()
-            self._on_time(clock.now())
-        elif fd == self.signals.fileno():
-            self._on_signals()
-        elif self.guard is not None:
-            self.guard.on_fd(fd, clock.now())  # the guard's own (a password check's verdict)
 
     # -- user input -------------------------------------------------------------------------
 
@@ -295,10 +296,9 @@ class Relay(SessionLoop):
         # burst instead of one per chunk, and input is still read between bursts.
         # The per-chunk path is kept to a read, a test for ESC and ENQ, and a write: the
         # filter and the mode tracker leave a chunk without either alone while no
-        # sequence of theirs is open (`quiet`), so only other chunks are handed to them.
+        # sequence of theirs is open (`_plain`), so only other chunks are handed to them.
         fd, out = self.child.fd, self.user_out
-        output_filter, modes = self.output_filter, self.modes
-        plain = output_filter.quiet and modes.quiet
+        plain = self._plain
         guard = self.guard
         watch = self.exited_at is not None or (guard is not None and guard.awaits_output)
         for _ in range(OUTPUT_BURST):
@@ -316,9 +316,8 @@ class Relay(SessionLoop):
             if watch:
                 self._noticed_output()
             if not plain or _ESC in data or _ENQ in data:
-                data = output_filter.feed(data)
-                modes.feed(data)
-                plain = output_filter.quiet and modes.quiet
+                data = self._filter(data)
+                plain = self._plain
             try:
                 written = os.write(out, data)
             except BlockingIOError:
@@ -332,6 +331,13 @@ class Relay(SessionLoop):
                 return
             if written < FULL_READ:
                 return
+
+    def _filter(self, data: bytes) -> bytes:
+        """Output on its way to the user: filtered, and its modes noted."""
+        data = self.output_filter.feed(data)
+        self.modes.feed(data)
+        self._plain = self.output_filter.quiet and self.modes.quiet
+        return data
 
     def _noticed_output(self) -> None:
         """Output that matters beyond relaying: after exit (drain) or for a repaint."""
@@ -461,9 +467,7 @@ class Relay(SessionLoop):
             if not data:
                 return
             budget -= len(data)
-            data = self.output_filter.feed(data)
-            self.modes.feed(data)
-            self.to_user += data
+            self.to_user += self._filter(data)
             self.flush_to_user(end - clock.now())
 
     def terminal_reset(self) -> bytes:
