@@ -36,7 +36,7 @@ def one_round(command: str, keys: int, gap: float) -> tuple[float, float]:
     if pid == 0:
         os.sched_setaffinity(0, {1})
         argv = shlex.split(command) + PROGRAM
-        os.execv(argv[0], argv)
+        os.execvp(argv[0], argv)  # COMMAND may name its program without a path
     try:
         os.sched_setaffinity(0, {0})
         tty.setraw(fd)
