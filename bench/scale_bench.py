@@ -151,9 +151,11 @@ class Watcher(threading.Thread):
     fired. The clients' output goes to /dev/null: nothing here reads it.
     """
 
-    def __init__(self, rig: Rig) -> None:
+    def __init__(self, rig: Rig, ssh_options: list[str]) -> None:
+        """`ssh_options`: more `-o` options for every client (`--ssh-option`)."""
         super().__init__(daemon=True)
         self.rig = rig
+        self.options = [arg for option in ssh_options for arg in ("-o", option)]
         self.sock = rig.log
         self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock.setblocking(False)
@@ -168,8 +170,9 @@ class Watcher(threading.Thread):
 
     def start_one(self, command: str | None, account: int) -> None:
         """One `ssh -tt` client: stdin a pipe nobody writes to, output to /dev/null."""
-        argv = self.rig.ssh_argv("-tt", account=account) + ([command] if command else [])
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+        argv = self.rig.ssh_argv("-tt", *self.options, account=account)
+        proc = subprocess.Popen(argv + ([command] if command else []), stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         pidfd = os.pidfd_open(proc.pid)
         self.procs.append(proc)
@@ -316,7 +319,7 @@ class Run:
     def __init__(self, args: argparse.Namespace, rig: Rig) -> None:
         self.args = args
         self.rig = rig
-        self.watch = Watcher(rig)
+        self.watch = Watcher(rig, args.ssh_option)
         self.rows: list[tuple[str, str, str]] = []  # figure, result, target
         self.ports: dict[int, int] = {}  # client's local port -> client pid
         self.notes: list[str] = []
@@ -482,7 +485,8 @@ class Run:
     def report(self) -> str:
         a = self.args
         lines = [f"bench/scale: {a.sessions} sessions, idle_timeout {a.limit:g} s, warn_before "
-                 f"{a.warn:g} s, {a.printing:.0%} printing a line every {a.print_interval} s",
+                 f"{a.warn:g} s, {a.printing:.0%} printing a line every {a.print_interval} s"
+                 + "".join(f", ssh -o {o}" for o in a.ssh_option),
                  "", "| figure | result | target |", "|---|---|---|"]
         lines += [f"| {f} | {r} | {t} |" for f, r, t in self.rows]
         lines += [f"\nnote: {n}" for n in self.notes]
@@ -501,6 +505,8 @@ def options(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--in-flight", type=int, default=6, help="logins under way at once")
     p.add_argument("--per-account", type=int, default=50,
                    help="sessions per test account (default 50)")
+    p.add_argument("--ssh-option", action="append", default=[], metavar="OPT",
+                   help="one more `-o OPT` for every ssh client (e.g. KexAlgorithms=...)")
     args = p.parse_args(argv)
     args.sessions = args.count or args.sessions
     return args
