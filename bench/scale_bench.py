@@ -2,7 +2,7 @@
 
 The rig (bench/rig.py): a private sshd whose ForceCommand is idlewrap, the PAM hook, the
 watchdog, a log socket standing in for syslog. N real `ssh -tt` clients, stdin a pipe
-nobody writes to, stdout drained; every tenth (`--printing`) runs a loop printing a line
+nobody writes to, output to /dev/null; every tenth (`--printing`) runs a loop printing a line
 every `--print-interval` seconds, the others sit at their shell prompt. One policy for
 all: `idle_timeout = LIMIT`, `warn_before = WARN`. Then, while all N are open:
 
@@ -15,6 +15,10 @@ all: `idle_timeout = LIMIT`, `warn_before = WARN`. Then, while all N are open:
    (urwid is imported for the box), each session's `timeout` event and its client's
    exit against its deadline (its `session_start` + LIMIT), and every event received
    against those expected.
+
+Times are CLOCK_REALTIME: an event's is the kernel's stamp of when its wrapper sent it
+(SO_TIMESTAMPNS), a client's exit is when its pidfd fired in the bench's one epoll; so
+the bench's own lag (it shares the CPUs) does not move them.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ import os
 import re
 import select
 import signal
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import threading
@@ -40,6 +46,9 @@ from bench.rig import Rig, wakeups_and_cpu
 EXPECTED = ("pam_open_session", "session_start", "warning", "timeout", "pam_close_session")
 _FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
 MIB = 1024
+# <asm-generic/socket.h>; Python's socket module names neither.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 
 
 def parse_event(datagram: bytes) -> dict[str, str]:
@@ -49,7 +58,7 @@ def parse_event(datagram: bytes) -> dict[str, str]:
 
 
 class Event(NamedTuple):
-    at: float  # time.monotonic() when received
+    at: float  # when its wrapper sent it: the kernel's stamp, CLOCK_REALTIME (time.time())
     fields: dict[str, str]
 
 
@@ -120,63 +129,90 @@ def spread(values: list[float], unit: str = "", digits: int = 2) -> str:
 # -- the parts that run ---------------------------------------------------------------------
 
 
-class Receiver(threading.Thread):
-    """The syslog stand-in: takes every datagram as it comes, stamped on arrival."""
+def kernel_stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    """The SCM_TIMESTAMPNS stamp of one datagram (CLOCK_REALTIME seconds), if it has one.
 
-    def __init__(self, rig: Rig) -> None:
+    For AF_UNIX the kernel stamps a datagram when the sender queues it (unix_dgram_sendmsg,
+    once the receiver asked for stamps): the time the wrapper sent the event, however late
+    the bench reads it.
+    """
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS and len(data) >= 16:
+            seconds, nanoseconds = struct.unpack("qq", data[:16])
+            return seconds + nanoseconds / 1e9
+    return None
+
+
+class Watcher(threading.Thread):
+    """The syslog stand-in and the clients' exits, in one epoll of one thread.
+
+    Every time here is CLOCK_REALTIME (`time.time()`), the clock of the kernel's datagram
+    stamps: an event's time is when its wrapper sent it, a client's exit when its pidfd
+    fired. The clients' output goes to /dev/null: nothing here reads it.
+    """
+
+    def __init__(self, rig: Rig, ssh_options: list[str]) -> None:
+        """`ssh_options`: more `-o` options for every client (`--ssh-option`)."""
         super().__init__(daemon=True)
+        self.rig = rig
+        self.options = [arg for option in ssh_options for arg in ("-o", option)]
         self.sock = rig.log
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.sock.setblocking(False)
         self.events: list[Event] = []
         self.count: Counter[str] = Counter()
+        self.unstamped = 0  # datagrams without a kernel stamp (stamped on reading)
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.exited: dict[int, float] = {}  # client pid -> when it exited
+        self._pidfds: dict[int, int] = {}  # pidfd -> client pid
+        self.poll = select.epoll()
+        self.poll.register(self.sock.fileno(), select.EPOLLIN)
+
+    def start_one(self, command: str | None, account: int) -> None:
+        """One `ssh -tt` client: stdin a pipe nobody writes to, output to /dev/null."""
+        argv = self.rig.ssh_argv("-tt", *self.options, account=account)
+        proc = subprocess.Popen(argv + ([command] if command else []), stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        pidfd = os.pidfd_open(proc.pid)
+        self.procs.append(proc)
+        self._pidfds[pidfd] = proc.pid
+        self.poll.register(pidfd, select.EPOLLIN)
 
     def run(self) -> None:
-        self.sock.settimeout(None)
+        log = self.sock.fileno()
         while True:
             try:
-                data = self.sock.recv(65536)
+                ready = self.poll.poll()
             except OSError:
                 return
-            event = Event(time.monotonic(), parse_event(data))
+            now = time.time()
+            for fd, _ in ready:
+                if fd == log:
+                    self._drain()
+                elif fd in self._pidfds:
+                    self.poll.unregister(fd)
+                    os.close(fd)
+                    self.exited[self._pidfds.pop(fd)] = now
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                data, ancillary, _, _ = self.sock.recvmsg(65536, socket.CMSG_SPACE(16))
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            at = kernel_stamp(ancillary)
+            if at is None:
+                self.unstamped += 1
+                at = time.time()
+            event = Event(at, parse_event(data))
             self.events.append(event)
             self.count[event.fields.get("event", "?")] += 1
 
     def named(self, name: str) -> list[Event]:
         return [e for e in list(self.events) if e.fields.get("event") == name]
-
-
-class Clients(threading.Thread):
-    """The ssh clients: started here, their output read and dropped, their exit noted."""
-
-    def __init__(self, rig: Rig) -> None:
-        super().__init__(daemon=True)
-        self.rig = rig
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.exited: dict[int, float] = {}  # client pid -> when its output ended
-        self.poll = select.epoll()
-        self._by_fd: dict[int, subprocess.Popen[bytes]] = {}
-
-    def start_one(self, command: str | None, account: int) -> None:
-        argv = self.rig.ssh_argv("-tt", account=account) + ([command] if command else [])
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL)
-        assert proc.stdout is not None
-        os.set_blocking(proc.stdout.fileno(), False)
-        self.procs.append(proc)
-        self._by_fd[proc.stdout.fileno()] = proc
-        self.poll.register(proc.stdout.fileno(), select.EPOLLIN)
-
-    def run(self) -> None:
-        while True:
-            for fd, _ in self.poll.poll(1.0):
-                try:
-                    data = os.read(fd, 65536)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    data = b""
-                if not data:
-                    self.poll.unregister(fd)
-                    self.exited[self._by_fd[fd].pid] = time.monotonic()
 
     def running(self) -> int:
         return len(self.procs) - len(self.exited)
@@ -283,8 +319,7 @@ class Run:
     def __init__(self, args: argparse.Namespace, rig: Rig) -> None:
         self.args = args
         self.rig = rig
-        self.log = Receiver(rig)
-        self.clients = Clients(rig)
+        self.watch = Watcher(rig, args.ssh_option)
         self.rows: list[tuple[str, str, str]] = []  # figure, result, target
         self.ports: dict[int, int] = {}  # client's local port -> client pid
         self.notes: list[str] = []
@@ -294,18 +329,17 @@ class Run:
 
     def go(self) -> None:
         a = self.args
-        self.log.start()
-        self.clients.start()
+        self.watch.start()
         free_before, busy_before = mem_available(), busy_seconds()
         assert self.rig.daemon is not None
         self.watchdog_cpu = cpu_of(self.rig.daemon.pid)
-        began = time.monotonic()
+        began = time.time()
         self._log_in()
-        opened = time.monotonic()
+        opened = time.time()
         self._note_ports()
-        sessions = sessions_of(self.log.events, a.limit)
+        sessions = sessions_of(self.watch.events, a.limit)
         took = opened - began
-        ended = sum(self.log.count[name] for name in ("timeout", "disconnect", "session_end"))
+        ended = sum(self.watch.count[name] for name in ("timeout", "disconnect", "session_end"))
         self.row("sessions open at once", f"{len(sessions) - ended} of {a.sessions}",
                  f"{a.sessions}")
         self.row("opening them took", f"{took:.1f} s ({len(sessions) / took:.1f} logins/s, "
@@ -323,21 +357,21 @@ class Run:
         every = round(1 / a.printing) if a.printing > 0 else 0
         loop = (f'while :; do echo "$SECONDS printing a line of output"; '
                 f"read -t {a.print_interval}; done")
-        give_up = time.monotonic() + a.limit - 1  # all must be open before the first deadline
+        give_up = time.time() + a.limit - 1  # all must be open before the first deadline
         for i in range(a.sessions):
-            while len(self.clients.procs) - self.log.count["session_start"] >= a.in_flight:
-                if time.monotonic() > give_up:
+            while len(self.watch.procs) - self.watch.count["session_start"] >= a.in_flight:
+                if time.time() > give_up:
                     self.notes.append(f"only {i} logins started before the first deadline")
                     return
                 time.sleep(0.005)
-            self.clients.start_one(loop if every and i % every == 0 else None,
+            self.watch.start_one(loop if every and i % every == 0 else None,
                                    i % len(self.rig.names))
-        while self.log.count["session_start"] < a.sessions and time.monotonic() < give_up:
+        while self.watch.count["session_start"] < a.sessions and time.time() < give_up:
             time.sleep(0.02)
 
     def _measure_open(self, sessions: dict[str, Session], free_before: float) -> None:
         assert self.rig.server is not None and self.rig.server.process is not None
-        warned = {e.fields.get("pid") for e in self.log.named("warning")}
+        warned = {e.fields.get("pid") for e in self.watch.named("warning")}
         mem = [rollup(s.pid) for s in sessions.values() if str(s.pid) not in warned]
         mem = [m for m in mem if m]
         usses = [(m["Private_Clean"] + m["Private_Dirty"]) / MIB for m in mem]
@@ -355,7 +389,8 @@ class Run:
                  f"{drop:.0f} MiB, {drop / n:.1f} MiB per session")
         assert self.rig.daemon is not None
         cpu = cpu_by_kind(tree)
-        cpu["ssh client"] = sum(cpu_of(c.pid) for c in self.clients.procs if c.poll() is None)
+        cpu["ssh client"] = sum(cpu_of(c.pid) for c in self.watch.procs
+                                 if c.pid not in self.watch.exited)
         cpu["watchdog"] = cpu_of(self.rig.daemon.pid) - self.watchdog_cpu
         self.row("CPU per session so far (logging in, mostly): " + " + ".join(cpu),
                  " + ".join(f"{v / n * 1000:.0f}" for v in cpu.values())
@@ -368,7 +403,7 @@ class Run:
         """Wake-ups and CPU over the window, of each wrapper not warned before its end."""
         assert self.rig.daemon is not None
         window = self.args.idle_window
-        end = time.monotonic() + window
+        end = time.time() + window
         quiet = [s for s in sessions.values() if s.deadline - self.args.warn > end + 0.5]
         pids = [s.pid for s in quiet] + [self.rig.daemon.pid]
         before = counters(pids)
@@ -392,11 +427,11 @@ class Run:
     def _to_the_end(self, sessions: dict[str, Session]) -> None:
         a = self.args
         warned: dict[int, float] = {}  # wrapper pid -> USS after its warning
-        last_deadline = max((s.deadline for s in sessions.values()), default=time.monotonic())
+        last_deadline = max((s.deadline for s in sessions.values()), default=time.time())
         end_by = last_deadline + a.warn + 30
-        while self.clients.running() and time.monotonic() < end_by:
-            now = time.monotonic()
-            for e in self.log.named("warning"):
+        while self.watch.running() and time.time() < end_by:
+            now = time.time()
+            for e in self.watch.named("warning"):
                 pid = int(e.fields["pid"])
                 if pid not in warned and now > e.at + 1:
                     value = uss(pid)
@@ -404,14 +439,14 @@ class Run:
                         warned[pid] = value
             time.sleep(0.2)
         time.sleep(1.5)  # the last pam_close_session
-        if self.clients.running():
-            self.notes.append(f"{self.clients.running()} clients still running "
+        if self.watch.running():
+            self.notes.append(f"{self.watch.running()} clients still running "
                               f"{end_by - last_deadline:.0f} s after the last deadline")
         self.row("wrapper USS 1 s after its warning (urwid loaded), median / max",
                  spread(list(warned.values()), " MiB"))
-        tally = event_counts(self.log.events, sessions)
-        timeouts = {e.fields["conn"]: e.at for e in self.log.named("timeout")}
-        exits = {s.conn: self.clients.exited.get(self.ports.get(s.rport, -1), float("inf"))
+        tally = event_counts(self.watch.events, sessions)
+        timeouts = {e.fields["conn"]: e.at for e in self.watch.named("timeout")}
+        exits = {s.conn: self.watch.exited.get(self.ports.get(s.rport, -1), float("inf"))
                  for s in sessions.values()}
         for printing, label in ((False, "idle"), (True, "printing")):
             group = [s for s in sessions.values()
@@ -427,6 +462,9 @@ class Run:
                  ", ".join(str(tally.got[name]) for name in EXPECTED))
         self.row("events lost", str(tally.lost), "0")
         self.row("other events", ", ".join(f"{k} {v}" for k, v in tally.other.items()) or "none")
+        if self.watch.unstamped:
+            self.notes.append(f"{self.watch.unstamped} datagrams came without a kernel stamp "
+                              "(stamped when read)")
 
     def _note_ports(self) -> None:
         """Each open client by its local TCP port (its session's `rport`), from /proc."""
@@ -434,7 +472,7 @@ class Run:
         for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
             f = line.split()
             inode_port[f"socket:[{f[9]}]"] = int(f[1].split(":")[1], 16)
-        for proc in self.clients.procs:
+        for proc in self.watch.procs:
             try:
                 links = [os.readlink(f"/proc/{proc.pid}/fd/{fd}")
                          for fd in os.listdir(f"/proc/{proc.pid}/fd")]
@@ -447,7 +485,8 @@ class Run:
     def report(self) -> str:
         a = self.args
         lines = [f"bench/scale: {a.sessions} sessions, idle_timeout {a.limit:g} s, warn_before "
-                 f"{a.warn:g} s, {a.printing:.0%} printing a line every {a.print_interval} s",
+                 f"{a.warn:g} s, {a.printing:.0%} printing a line every {a.print_interval} s"
+                 + "".join(f", ssh -o {o}" for o in a.ssh_option),
                  "", "| figure | result | target |", "|---|---|---|"]
         lines += [f"| {f} | {r} | {t} |" for f, r, t in self.rows]
         lines += [f"\nnote: {n}" for n in self.notes]
@@ -466,6 +505,8 @@ def options(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--in-flight", type=int, default=6, help="logins under way at once")
     p.add_argument("--per-account", type=int, default=50,
                    help="sessions per test account (default 50)")
+    p.add_argument("--ssh-option", action="append", default=[], metavar="OPT",
+                   help="one more `-o OPT` for every ssh client (e.g. KexAlgorithms=...)")
     args = p.parse_args(argv)
     args.sessions = args.count or args.sessions
     return args
@@ -492,7 +533,7 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 130
     finally:
-        run.clients.stop()
+        run.watch.stop()
         rig.close()
     print(run.report())
     return 0

@@ -1,9 +1,15 @@
 """bench/scale's own figures, from made-up events: no sshd, no sessions."""
 
+import socket
+import time
+from pathlib import Path
+
 from bench.scale_bench import (
     EXPECTED,
+    SO_TIMESTAMPNS,
     Event,
     event_counts,
+    kernel_stamp,
     lateness,
     parse_event,
     sessions_of,
@@ -52,3 +58,19 @@ def test_sessions_deadlines_lateness_and_lost_events() -> None:
 def test_spread() -> None:
     assert spread([1.0, 3.0, 2.0], " s") == "2.00 / 3.00 s"
     assert spread([]) == "-"
+
+
+def test_an_event_is_stamped_when_sent_not_when_read(tmp_path: Path) -> None:
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(str(tmp_path / "log"))
+    receiver.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    before = time.time()
+    sender.sendto(START, str(tmp_path / "log"))
+    after = time.time()
+    time.sleep(0.3)  # the bench reads late: the stamp must not move
+    data, ancillary, _, _ = receiver.recvmsg(65536, socket.CMSG_SPACE(16))
+    at = kernel_stamp(ancillary)
+    assert data == START and at is not None
+    assert before - 0.001 <= at <= after + 0.001
+    assert kernel_stamp([]) is None

@@ -203,9 +203,23 @@ def _fill(fd: int) -> bytes:
 
 
 def _screen(cols: int, rows: int, text: str = TEXT) -> list[str]:
-    canvas = overlay._layout(text, 42, cols, rows).render((cols, rows), focus=True)
+    canvas = overlay._layout(text, 42, cols, rows)[0].render((cols, rows), focus=True)
     assert (canvas.cols(), canvas.rows()) == (cols, rows)
     return [line.decode() for line in canvas.text]
+
+
+def test_a_tick_redraws_the_built_layout_as_a_new_one_would() -> None:
+    """The box keeps its layout between ticks and changes only the countdown's text."""
+    for cols, rows in ((80, 24), (24, 4), (50, 12)):  # the framed box, the compact form
+        widget, countdown = overlay._layout(TEXT, 600, cols, rows)
+        widget.render((cols, rows), focus=True)
+        for remaining in (599, 61, 9, 0, 3600):
+            countdown.set_text(overlay._countdown(remaining, False))
+            kept = widget.render((cols, rows), focus=True).text
+            fresh = overlay._layout(TEXT, remaining, cols, rows)[0].render((cols, rows),
+                                                                            focus=True).text
+            assert kept == fresh
+            assert overlay._clock(remaining).encode() in b"".join(kept)
 
 
 def test_every_size_renders_and_from_20x5_up_shows_the_countdown_and_hint() -> None:
