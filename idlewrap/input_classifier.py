@@ -61,14 +61,16 @@ class InputClassifier:
     def __init__(self) -> None:
         self._carry = b""  # unparsed tail: an incomplete sequence, at most MAX_CSI_BODY + 2 bytes
         self._string = 0  # introducer of the OSC/DCS/APC/PM/SOS being skipped, 0 if none
-        # An escape sequence or string is incomplete: more bytes or `expire()` will tell.
-        # An attribute, not a property: it is read after every key (the relay's hot path).
-        self.pending = False
+
+    @property
+    def pending(self) -> bool:
+        """An escape sequence or string is incomplete: more bytes or `expire()` will tell."""
+        return bool(self._carry) or self._string != 0
 
     def feed(self, data: bytes) -> bool:
         """Parse the next bytes; True iff they completed at least one user action."""
         # ESC as an int (see output_filter._ESC)
-        if not self.pending and 0x1B not in data:
+        if not self._carry and not self._string and 0x1B not in data:
             return bool(data)
         buf = self._carry + data
         self._carry = b""
@@ -77,14 +79,12 @@ class InputClassifier:
         while True:
             start, end = self._next_action(buf, pos)
             if start < 0:
-                break
+                return acted
             acted = True
             # Text up to the next ESC is keys too: no need to look at it one by one.
             pos = buf.find(b"\x1b", end)
             if pos < 0:
-                break
-        self.pending = bool(self._carry) or self._string != 0
-        return acted
+                return True
 
     def take_action(self, data: bytes) -> Taken:
         """Parse up to the end of the first user action in the held bytes plus `data`.
@@ -99,7 +99,6 @@ class InputClassifier:
         buf = self._carry + data
         self._carry = b""
         start, end = self._next_action(buf, 0)
-        self.pending = bool(self._carry) or self._string != 0
         if start < 0:
             return Taken(buf[:end], b"", b"")
         return Taken(buf[:start], buf[start:end], buf[end:])
@@ -137,7 +136,6 @@ class InputClassifier:
         stalled = self.pending
         self._carry = b""
         self._string = 0
-        self.pending = False
         return stalled
 
     def _escape(self, buf: bytes, i: int) -> tuple[int, bool]:
