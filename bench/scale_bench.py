@@ -199,9 +199,7 @@ class Watcher(threading.Thread):
         while True:
             try:
                 data, ancillary, _, _ = self.sock.recvmsg(65536, socket.CMSG_SPACE(16))
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
+            except OSError:  # BlockingIOError: drained for now
                 return
             at = kernel_stamp(ancillary)
             if at is None:
@@ -365,7 +363,7 @@ class Run:
                     return
                 time.sleep(0.005)
             self.watch.start_one(loop if every and i % every == 0 else None,
-                                   i % len(self.rig.names))
+                                 i % len(self.rig.names))
         while self.watch.count["session_start"] < a.sessions and time.time() < give_up:
             time.sleep(0.02)
 
