@@ -23,7 +23,9 @@ The relay calls `on_time` only when `wake` comes, and the guard re-arms lazily: 
 moves the deadline but not `wake`, so while the user types the guard wakes once per
 `idle_timeout - warn_before`, finds the warning not due, and sets `wake` to the new
 time (re-arming the dead man's switch then). Keys cost no timer call, and while
-nothing is up, held or pending (`at_rest`) a key without ESC only moves the deadline.
+nothing is up, held or pending (`at_rest`) a key without ESC only moves the deadline:
+the relay then calls `deadline.touch` instead of `on_input` (its steady path, the one
+most keys take; test_idle_guard.py holds the two to the same answers).
 """
 
 from __future__ import annotations
@@ -167,9 +169,6 @@ class IdleGuard:
         what the terminal sent on its own before it and every byte after it go on.
         While locked every byte is the password prompt's and none the program's.
         """
-        if self.at_rest and 0x1B not in data:  # keys, no escape sequence: the common case
-            self.deadline.touch(now)
-            return data
         data = self._take_input(data, now)
         self._settle()
         return data

@@ -191,6 +191,8 @@ class Relay(SessionLoop):
     def _turn(self) -> None:
         # One function, not one per step: a key and its echo after a pause run on cold
         # caches, where every call and every object touched costs (bench/key_cost.py).
+        # The turn prepares the poll; `_relay_steady` then carries plain keys and output
+        # for as long as nothing else happens, and what it leaves is dispatched here.
         guard = self.guard
         wake = None if guard is None else guard.wake
         if self.exited_at is not None:
@@ -207,7 +209,12 @@ class Relay(SessionLoop):
         )
         if interest != self._interest:
             self._register(interest)
-        for fd, mask in self._pollset.wait():
+        ready = self._pollset.wait()
+        if (not holds and not self.to_child and not self.to_user and self._plain
+                and self.child_in_open and self.exited_at is None
+                and (guard is None or (guard.at_rest and not guard.awaits_output))):
+            ready = self._relay_steady(ready)
+        for fd, mask in ready:
             if fd == self.child.fd:
                 if mask & _POLL_OUT and self.to_child and self.child_in_open:
                     self.to_child = self._write(fd, self.to_child, user_side=False)
@@ -229,6 +236,58 @@ class Relay(SessionLoop):
                 self.guard.on_fd(fd, clock.now())  # the guard's own (a password check's verdict)
             if self.result is not None:
                 return
+
+    def _relay_steady(self, ready: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Relay what changes nothing but the deadline, until something else is ready.
+
+        Called when nothing is buffered, the guard is at rest (a key without ESC only
+        moves the deadline: idle.py) and neither the filter nor the mode tracker is inside
+        a sequence (output without ESC or ENQ passes them unchanged). That is most of a
+        session: a key and its echo. One fd readable at a time is read and written here,
+        wholly, and the poll set and the alarm stay as the turn left them. Anything else
+        (another fd or event, a read error, bytes the guard or the filter must see, a
+        full read, a short write) goes the general way: returns the ready fds left to
+        dispatch, or [] once bytes read here were handed on, for a new turn.
+        """
+        wait, read, write = self._pollset.wait, os.read, os.write
+        user_in, child_fd, user_out = self.user_in, self.child.fd, self.user_out
+        touch = None if self.guard is None else self.guard.deadline.touch
+        while len(ready) == 1 and ready[0][1] == select.POLLIN:
+            fd = ready[0][0]
+            if fd != user_in and fd != child_fd:
+                return ready
+            try:
+                data = read(fd, CHUNK)
+            except OSError:  # EAGAIN, EIO: the general way reads again and knows what to do
+                return ready
+            if fd == user_in:
+                if not data or _ESC in data:
+                    self._took_user_input(data)
+                    return []
+                to = child_fd
+            elif not data or _ESC in data or _ENQ in data or len(data) >= FULL_READ:
+                self._on_child_output(data)
+                return []
+            else:
+                to = user_out
+            try:
+                written = write(to, data)
+            except OSError:
+                written = 0  # _write_rest writes again and knows what to do
+            if to == child_fd and touch is not None:  # after the write: the echo need not wait
+                touch(clock.now())
+            if written != len(data):
+                self._write_rest(to, data[written:])
+                return []
+            ready = wait()
+        return ready
+
+    def _write_rest(self, fd: int, data: bytes) -> None:
+        """What the program or the user did not take now: written later (or why not)."""
+        if fd == self.user_out:
+            self.to_user = self._write(fd, data, user_side=True)
+        else:
+            self.to_child = self._write(fd, data, user_side=False)
 
     def _drained_at(self, wake: float | None) -> float:
         """The program exited: wake when its pty has been quiet long enough, or at `wake`."""
@@ -260,6 +319,9 @@ class Relay(SessionLoop):
             return
         except OSError:
             data = b""
+        self._took_user_input(data)
+
+    def _took_user_input(self, data: bytes) -> None:
         if not data:
             self._user_input_closed()
             return
@@ -291,7 +353,8 @@ class Relay(SessionLoop):
 
     # -- program output ---------------------------------------------------------------------
 
-    def _on_child_output(self) -> None:
+    def _on_child_output(self, first: bytes | None = None) -> None:
+        """Read and relay a burst of the program's output (`first`: its first chunk, read)."""
         # Reading on while the pty has more and the terminal keeps up costs one poll per
         # burst instead of one per chunk, and input is still read between bursts.
         # The per-chunk path is kept to a read, a test for ESC and ENQ, and a write: the
@@ -301,13 +364,15 @@ class Relay(SessionLoop):
         plain = self._plain
         guard = self.guard
         watch = self.exited_at is not None or (guard is not None and guard.awaits_output)
+        data = first
         for _ in range(OUTPUT_BURST):
-            try:
-                data = os.read(fd, CHUNK)
-            except BlockingIOError:
-                return
-            except OSError:  # EIO: every slave fd is closed
-                data = b""
+            if data is None:
+                try:
+                    data = os.read(fd, CHUNK)
+                except BlockingIOError:
+                    return
+                except OSError:  # EIO: every slave fd is closed
+                    data = b""
             if not data:
                 self.child_out_open = False
                 if self.exited_at is not None:
@@ -331,6 +396,7 @@ class Relay(SessionLoop):
                 return
             if written < FULL_READ:
                 return
+            data = None
 
     def _filter(self, data: bytes) -> bytes:
         """Output on its way to the user: filtered, and its modes noted."""

@@ -1,9 +1,10 @@
-"""IdleGuard's short path for plain keys decides exactly as its full path.
+"""The relay's short path for plain keys decides exactly as IdleGuard.on_input.
 
-While nothing is up, held or pending (`at_rest`), `on_input` only moves the deadline
-(the relay's hot path). A guard whose `at_rest` is never true takes the full path for
-every byte; both are driven through the same random input and time, and must answer,
-report and arm the same. No root, no terminal: the warning is the no-pty line on stderr.
+While nothing is up, held or pending (`at_rest`), the relay's steady path only moves
+the deadline for a key without ESC, and never calls `on_input`. A guard driven that way
+and one given every byte through `on_input` see the same random input and time, and
+must answer, report and arm the same. No root, no terminal: the warning is the no-pty
+line on stderr.
 """
 
 from __future__ import annotations
@@ -36,17 +37,17 @@ class Recorder:
         self.log.append(("disarm",))
 
 
-class FullPathGuard(IdleGuard):
-    """Never at rest: every input takes the full path (the classifier, the states)."""
-
-    def _settle(self) -> None:
-        super()._settle()
-        self.at_rest = False
+def _guard(recorder: Recorder) -> IdleGuard:
+    return IdleGuard(IdleDeadline(IDLE, WARN, 0.0), deadman=recorder, events=recorder,
+                     style=WarningStyle("Idle session.", False, None), screen=None, now=0.0)
 
 
-def _guard(kind: type[IdleGuard], recorder: Recorder) -> IdleGuard:
-    return kind(IdleDeadline(IDLE, WARN, 0.0), deadman=recorder, events=recorder,
-                style=WarningStyle("Idle session.", False, None), screen=None, now=0.0)
+def _as_the_relay_does(guard: IdleGuard, data: bytes, now: float) -> bytes:
+    """Relay._relay_steady for a key: at rest and without ESC, only the deadline moves."""
+    if guard.at_rest and 0x1B not in data:
+        guard.deadline.touch(now)
+        return data
+    return guard.on_input(data, now)
 
 
 # Keys, escape sequences whole and cut, reports, pastes: what reaches a guard.
@@ -66,12 +67,12 @@ _STEPS = st.lists(st.one_of(st.tuples(st.just("input"), _INPUT, st.floats(0, 4))
 @given(_STEPS)
 def test_the_short_path_for_keys_changes_nothing(steps: list[tuple[str, bytes, float]]) -> None:
     short_log, full_log = Recorder(), Recorder()
-    short, full = _guard(IdleGuard, short_log), _guard(FullPathGuard, full_log)
+    short, full = _guard(short_log), _guard(full_log)
     now = 0.0
     for kind, data, pause in steps:
         now += pause
         if kind == "input":
-            assert short.on_input(data, now) == full.on_input(data, now)
+            assert _as_the_relay_does(short, data, now) == full.on_input(data, now)
         else:
             # what the relay does: call on_time once wake has come
             while short.wake is not None and short.wake <= now:
@@ -79,8 +80,8 @@ def test_the_short_path_for_keys_changes_nothing(steps: list[tuple[str, bytes, f
                 assert full.on_time(full.wake or 0.0) == ends
                 if ends:
                     break
-        assert (short.wake, short.holds_output, short.deadline.last_input) == (
-            full.wake, full.holds_output, full.deadline.last_input)
+        assert (short.wake, short.holds_output, short.at_rest, short.deadline.last_input) == (
+            full.wake, full.holds_output, full.at_rest, full.deadline.last_input)
         assert short_log.log == full_log.log
         if short_log.log and short_log.log[-1] == ("disarm",):
             return
@@ -88,16 +89,16 @@ def test_the_short_path_for_keys_changes_nothing(steps: list[tuple[str, bytes, f
 
 def test_a_key_at_rest_moves_the_deadline_and_nothing_else() -> None:
     recorder = Recorder()
-    guard = _guard(IdleGuard, recorder)
+    guard = _guard(recorder)
     before = (guard.wake, list(recorder.log))
     assert guard.at_rest
-    assert guard.on_input(b"ls -l\r", 2.5) == b"ls -l\r"
+    assert guard.on_input(b"ls -l\r", 2.5) == b"ls -l\r"  # the full path agrees
     assert guard.deadline.last_input == 2.5
     assert (guard.wake, recorder.log) == before
 
 
 def test_an_escape_sequence_cut_short_takes_the_guard_out_of_rest_until_resolved() -> None:
-    guard = _guard(IdleGuard, Recorder())
+    guard = _guard(Recorder())
     guard.on_input(b"\x1b[", 1.0)  # a report or a key: the rest will tell
     assert not guard.at_rest
     guard.on_input(b"12;40R", 1.01)  # a cursor position report: not a key
@@ -107,7 +108,7 @@ def test_an_escape_sequence_cut_short_takes_the_guard_out_of_rest_until_resolved
 
 def test_a_warned_guard_is_not_at_rest_and_a_key_takes_the_warning_back() -> None:
     recorder = Recorder()
-    guard = _guard(IdleGuard, recorder)
+    guard = _guard(recorder)
     assert guard.wake == IDLE - WARN
     guard.on_time(IDLE - WARN)  # the warning (a line on stderr: no pty)
     assert not guard.at_rest

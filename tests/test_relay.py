@@ -180,6 +180,57 @@ def test_a_paste_that_dismisses_the_warning_is_swallowed_whole(session: type[Ses
     assert s.names() == ["warning", "activity_resumed"]
 
 
+def test_each_plain_key_moves_the_deadline(session: type[Session]) -> None:
+    """Keys without ESC, at rest, take the relay's steady path: they must still count."""
+    s = session(3, 1, recorder())
+    s.term.expect(READY)
+    for key in "abcdef":  # 2.5 s of typing: past the first key's warning time (2 s)
+        s.term.send(key)
+        last = time.monotonic()
+        time.sleep(0.5)
+    assert s.names() == []
+    s.term.expect("Closing in")
+    warned = time.monotonic() - last
+    assert 1.9 <= warned <= 2.6, warned
+    assert s.received() == b"abcdef"
+
+
+def test_a_key_sequence_at_rest_reaches_the_program_whole_and_counts(
+    session: type[Session],
+) -> None:
+    """An arrow key (ESC [ A) leaves the steady path for the guard, and comes back to it."""
+    s = session(3, 1, recorder())
+    s.term.expect(READY)
+    time.sleep(1.2)
+    s.term.send("\x1b[A")
+    sent = time.monotonic()
+    s.wait_received(lambda got: got == b"\x1b[A")
+    s.term.send("q")  # plain again: the steady path
+    s.wait_received(lambda got: got == b"\x1b[Aq")
+    s.term.expect("Closing in")
+    warned = time.monotonic() - sent
+    assert 1.9 <= warned <= 2.6, warned
+
+
+def test_keys_the_program_does_not_read_yet_wait_and_arrive_in_order(
+    session: type[Session],
+) -> None:
+    """Input backpressure: the program's pty full, keys wait in the relay, none lost."""
+    slow = ("import os, sys, time, tty\n"
+            "tty.setraw(0)\n"
+            "os.write(1, b'RECORDER-READY\\r\\n')\n"
+            "time.sleep(1.5)\n"
+            "with open(sys.argv[1], 'ab', buffering=0) as record:\n"
+            "    while data := os.read(0, 65536):\n"
+            "        record.write(data)\n")
+    s = session(30, 10, [sys.executable, "-c", slow, "{record}"])
+    s.term.expect(READY)
+    typed = b"".join(b"%07d\r" % n for n in range(20000))  # 160 KB: more than a pty holds
+    for start in range(0, len(typed), 4096):
+        s.term.send(typed[start:start + 4096])
+    assert s.wait_received(lambda got: len(got) >= len(typed), timeout=15) == typed
+
+
 def test_output_floods_are_held_back_not_buffered(session: type[Session]) -> None:
     """Backpressure: while the terminal reads nothing the program blocks."""
     progress = REPO / "tests" / f".progress-{os.getpid()}"
