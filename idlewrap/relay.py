@@ -210,7 +210,8 @@ class Relay(SessionLoop):
         if interest != self._interest:
             self._register(interest)
         ready = self._pollset.wait()
-        if (not holds and not self.to_child and not self.to_user and self._plain
+        # at_rest implies that neither the box nor the lock holds output
+        if (not self.to_child and not self.to_user and self._plain
                 and self.child_in_open and self.exited_at is None
                 and (guard is None or (guard.at_rest and not guard.awaits_output))):
             ready = self._relay_steady(ready)
